@@ -1,0 +1,99 @@
+"""The application factory: ``create_app(settings, *, llm=None, payments=None)``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from starlette.templating import Jinja2Templates
+
+from server.db import Database
+from server.errors import AppError, handle_app_error
+from server.events import EventBus, make_bus
+from server.http import RequestIdMiddleware, configure_logging
+from server.settings import Settings
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+async def healthz(request: Request) -> JSONResponse:
+    db: Database = request.app.state.db
+    with db.read() as session:
+        session.connection().exec_driver_sql("SELECT 1")
+    return JSONResponse({"status": "ok"})
+
+
+def _feature_routes() -> list[BaseRoute]:
+    from server.catalog.routes import routes as catalog_routes
+    from server.chat.routes import routes as chat_routes
+    from server.orders.routes import routes as order_routes
+    from server.owners.routes import routes as owner_routes
+    from server.payments.routes import routes as payment_routes
+    from server.shops.routes import routes as shop_routes
+
+    return [
+        *catalog_routes,
+        *chat_routes,
+        *order_routes,
+        *payment_routes,
+        *shop_routes,
+        *owner_routes,
+    ]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    llm: Any = None,
+    payments: Any = None,
+    bus: EventBus | None = None,
+    db: Database | None = None,
+) -> Starlette:
+    """Build the app. Outside services may be injected (tests pass fakes); otherwise they are
+    chosen from ``settings``: OpenAI or the offline assistant, Stripe or demo payments."""
+    configure_logging(settings.log_level)
+    database = db or Database(settings.database_url)
+    event_bus = bus or make_bus(settings.redis_url)
+
+    if llm is None:
+        from server.chat.llm import build_llm
+
+        llm = build_llm(settings)
+    if payments is None:
+        from server.payments.gateway import build_payments
+
+        payments = build_payments(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        app.state.shutting_down = True
+        await event_bus.close()
+        if db is None:
+            database.dispose()
+
+    app = Starlette(
+        routes=[Route("/healthz", healthz), *_feature_routes()],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(GZipMiddleware, minimum_size=500),
+        ],
+        exception_handlers={AppError: handle_app_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.bus = event_bus
+    app.state.llm = llm
+    app.state.payments = payments
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    app.state.shutting_down = False
+    return app

@@ -1,0 +1,1 @@
+"""shops feature package."""
