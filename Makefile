@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench lint format install dev clean
+.PHONY: run test bench lint format install dev clean migration-regen
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,3 +45,9 @@ format: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+## make migration-regen: rebuild the initial migration from server/models.py (pre-release only)
+migration-regen: $(VENV)/.dev-installed
+	rm -f migrations/versions/0001_initial_schema.py /tmp/shop-assist-regen.db
+	$(BIN)/python -c "from alembic import command; from server.migrate import alembic_config; command.revision(alembic_config('sqlite:////tmp/shop-assist-regen.db'), message='initial schema', autogenerate=True, rev_id='0001')"
+	$(BIN)/ruff format migrations/versions >/dev/null
