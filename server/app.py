@@ -19,6 +19,7 @@ from server.db import Database
 from server.errors import AppError, handle_app_error
 from server.events import EventBus, make_bus
 from server.http import RequestIdMiddleware, configure_logging
+from server.ratelimit import make_limiter
 from server.settings import Settings
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -94,6 +95,7 @@ def create_app(
     app.state.bus = event_bus
     app.state.llm = llm
     app.state.payments = payments
+    app.state.limiter = make_limiter(settings.redis_url)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.state.shutting_down = False
     return app

@@ -1,0 +1,39 @@
+"""Rate limits: fixed windows counted per key. In-process by default; Redis (shared by every
+worker) when ``REDIS_URL`` is set."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
+        """Count one hit. Returns ``None`` when allowed, else seconds until the window resets."""
+        ...
+
+
+class MemoryRateLimiter:
+    def __init__(self, clock: object = time.monotonic) -> None:
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    async def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
+        now = self._clock()  # type: ignore[operator]
+        start, count = self._windows.get(key, (now, 0))
+        if now - start >= window_seconds:
+            start, count = now, 0
+        if count >= limit:
+            return max(1, int(window_seconds - (now - start) + 0.999))
+        self._windows[key] = (start, count + 1)
+        if len(self._windows) > 100_000:  # drop expired windows now and then
+            self._windows = {k: v for k, v in self._windows.items() if now - v[0] < 3600}
+        return None
+
+
+def make_limiter(redis_url: str) -> RateLimiter:
+    if redis_url:
+        from server.redis_bus import RedisRateLimiter
+
+        return RedisRateLimiter(redis_url)
+    return MemoryRateLimiter()
