@@ -196,6 +196,8 @@ class Order(SQLModel, table=True):
     checkout_url: str | None = Field(default=None, sa_type=Text)
     checkout_version: int | None = None
     checkout_expires_at: datetime | None = _ts(nullable=True, default=None)
+    checkout_attempt: int = 0  # bumped when a session of the same version expired unpaid
+    payment_intent_id: str | None = Field(default=None, max_length=255, index=True)  # for refunds
     payment_mode: str = Field(default="", max_length=10)  # stripe | demo
     amount_paid: int | None = None
     flagged: bool = False

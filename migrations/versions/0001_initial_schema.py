@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 19:21:37.625398
+Create Date: 2026-11-25 19:24:59.500790
 """
 
 from collections.abc import Sequence
@@ -232,6 +232,8 @@ def upgrade() -> None:
         sa.Column("checkout_url", sa.Text(), nullable=True),
         sa.Column("checkout_version", sa.Integer(), nullable=True),
         sa.Column("checkout_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("checkout_attempt", sa.Integer(), nullable=False),
+        sa.Column("payment_intent_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column("payment_mode", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("amount_paid", sa.Integer(), nullable=True),
         sa.Column("flagged", sa.Boolean(), nullable=False),
@@ -247,6 +249,9 @@ def upgrade() -> None:
     with op.batch_alter_table("order", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_order_checkout_session_id"), ["checkout_session_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_order_payment_intent_id"), ["payment_intent_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_order_shop_id"), ["shop_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_order_status"), ["status"], unique=False)
@@ -323,6 +328,7 @@ def downgrade() -> None:
     with op.batch_alter_table("order", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_order_status"))
         batch_op.drop_index(batch_op.f("ix_order_shop_id"))
+        batch_op.drop_index(batch_op.f("ix_order_payment_intent_id"))
         batch_op.drop_index(batch_op.f("ix_order_checkout_session_id"))
 
     op.drop_table("order")
