@@ -152,5 +152,15 @@ def pg_database_url() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def fake_openai() -> Iterator[Any]:
+    """A fake OpenAI-compatible server on loopback (see ``tests/fakes/fake_openai.py``);
+    point ``openai_base_url`` at ``fake_openai.base_url``."""
+    from tests.fakes.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake
+
+
 def pytest_report_header(config: Any) -> str:
     return f"SHOP_ASSIST_REQUIRE={','.join(sorted(services.REQUIRED)) or '(none)'}"

@@ -1,0 +1,1 @@
+"""Fake outside services that speak the real wire formats (OpenAI, Stripe)."""
