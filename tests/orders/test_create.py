@@ -1,0 +1,104 @@
+"""Orders are priced from the catalog; whatever prices a draft carries are never read."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from server import models
+from server.db import Database
+from server.ids import new_id
+from server.orders.create import (
+    OrderDraftError,
+    create_order,
+    normalize_fulfillment,
+    order_schema,
+    order_to_json,
+    price_items,
+)
+from tests.orders.menus import coffee_menu
+
+MENU = coffee_menu()
+
+
+def make_shop(db: Database, **fields: object) -> models.Shop:
+    with db.write() as s:
+        shop = models.Shop(
+            id=new_id("shp"), name="Test Cafe", slug=new_id("s"), currency="usd", **fields
+        )
+        s.add(shop)
+    return shop
+
+
+def test_draft_prices_are_ignored() -> None:
+    items = [
+        {
+            "product_id": "latte",
+            "quantity": 2,
+            "options": [{"group": "Size", "choice": "Large"}],
+            "price": 1,
+            "unit_price": 1,
+            "line_total": 2,
+        }
+    ]
+    lines = price_items(MENU, items)
+    assert lines[0].unit_price == 550 and lines[0].line_total == 1100
+
+
+def test_every_bad_item_is_listed() -> None:
+    with pytest.raises(OrderDraftError) as info:
+        price_items(
+            MENU,
+            [{"product_id": "burger", "quantity": 1}, {"product_id": "latte", "quantity": 0}, "x"],
+        )
+    assert len(info.value.problems) == 3
+    with pytest.raises(OrderDraftError, match="no items"):
+        price_items(MENU, [])
+
+
+def test_order_json_validates_against_the_published_schema(db: Database) -> None:
+    shop = make_shop(db, fulfillment_modes=["pickup", "delivery"])
+    lines = price_items(
+        MENU, [{"product_id": "latte", "quantity": 2}, {"product_id": "croissant", "quantity": 1}]
+    )
+    with db.write() as s:
+        order = create_order(
+            s,
+            shop=shop,
+            menu=MENU,
+            lines=lines,
+            fulfillment={"name": "Ana"},
+            customer_note="  by the window ",
+        )
+    data = order_to_json(order)
+    jsonschema.validate(data, order_schema())
+    assert data["status"] == "awaiting_payment"
+    assert data["subtotal"] == data["total"] == 2 * 450 + 325
+    assert data["fulfillment"] == {
+        "type": "pickup",
+        "name": "Ana",
+        "phone": None,
+        "address": None,
+        "table": None,
+    }
+    assert data["customer_note"] == "by the window"
+    assert data["created_at"].endswith("Z") and data["paid_at"] is None
+    with db.read() as s:
+        stored = s.get(models.Order, order.id)
+        assert stored is not None and stored.total == 1225
+
+
+@pytest.mark.parametrize(
+    ("modes", "raw", "expected_type"),
+    [
+        (["pickup"], {"type": "delivery"}, "pickup"),
+        (["delivery", "pickup"], {}, "delivery"),
+        (["pickup", "table"], {"type": "table", "table": 7}, "table"),
+        ([], None, "pickup"),
+    ],
+)
+def test_fulfillment_type_defaults_to_the_shops_first_mode(
+    modes: list[str], raw: object, expected_type: str
+) -> None:
+    shop = models.Shop(id="shp_x", name="x", slug="x", fulfillment_modes=modes)
+    assert normalize_fulfillment(shop, raw)["type"] == expected_type
