@@ -24,8 +24,12 @@ class EventBus(Protocol):
 
 
 class Subscription(Protocol):
+    reconnects: int
+
     async def get(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """The next message, or ``None`` after ``timeout`` seconds."""
+        """The next message, or ``None`` after ``timeout`` seconds. Also ``None`` early when
+        the bus reconnected after an outage: a loop that re-reads the database on ``None``
+        catches up on anything published during the gap."""
         ...
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
@@ -34,6 +38,9 @@ class Subscription(Protocol):
 class _QueueSubscription:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+        # Times the bus lost and regained its link (always 0 in process); a stream that sees
+        # it grow may have missed messages and should re-read the database.
+        self.reconnects = 0
 
     async def get(self, timeout: float | None = None) -> dict[str, Any] | None:
         try:

@@ -12,11 +12,17 @@ class RateLimiter(Protocol):
         """Count one hit. Returns ``None`` when allowed, else seconds until the window resets."""
         ...
 
+    async def add_tokens(self, shop_id: str, day: str, n: int) -> int:
+        """Add ``n`` LLM tokens to the shop's count for ``day`` (``YYYY-MM-DD``, UTC) and
+        return the day's total so far (compare it with ``settings.shop_daily_tokens``)."""
+        ...
+
 
 class MemoryRateLimiter:
     def __init__(self, clock: object = time.monotonic) -> None:
         self._clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
+        self._tokens: dict[tuple[str, str], int] = {}
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
         now = self._clock()  # type: ignore[operator]
@@ -30,8 +36,18 @@ class MemoryRateLimiter:
             self._windows = {k: v for k, v in self._windows.items() if now - v[0] < 3600}
         return None
 
+    async def add_tokens(self, shop_id: str, day: str, n: int) -> int:
+        key = (shop_id, day)
+        total = self._tokens.get(key, 0) + n
+        self._tokens[key] = total
+        if len(self._tokens) > 50_000:  # keep only today's and yesterday's counts
+            recent = sorted({d for _, d in self._tokens})[-2:]
+            self._tokens = {k: v for k, v in self._tokens.items() if k[1] in recent}
+        return total
+
 
 def make_limiter(redis_url: str) -> RateLimiter:
+    """The Redis limiter when ``REDIS_URL`` is set (shared by every worker), else in-process."""
     if redis_url:
         from server.redis_bus import RedisRateLimiter
 

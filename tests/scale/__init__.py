@@ -1,0 +1,1 @@
+"""Scale-out tests: several processes or servers sharing PostgreSQL and Redis."""
