@@ -88,6 +88,7 @@ class Shop(SQLModel, table=True):
     stripe_account_id: str = Field(default="", max_length=100)
     payments_mode: str = Field(default="auto", max_length=10)  # auto | live | demo
     live_catalog_version: int | None = None
+    menu_revision: int = 0  # bumped when availability changes: with the version, names the menu's state
     created_at: datetime = _ts(default_factory=utcnow)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 19:24:59.500790
+Create Date: 2026-11-25 19:27:47.846318
 """
 
 from collections.abc import Sequence
@@ -119,6 +119,7 @@ def upgrade() -> None:
         ),
         sa.Column("payments_mode", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
         sa.Column("live_catalog_version", sa.Integer(), nullable=True),
+        sa.Column("menu_revision", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["owner_id"], ["owner.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
