@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -33,11 +34,56 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# SHOP_ASSIST_TEST_DB=postgres runs the whole suite on PostgreSQL (TEST_DATABASE_URL): every
+# test gets a fresh database cloned from one migrated template (CREATE DATABASE ... TEMPLATE).
+TEST_DB = os.environ.get("SHOP_ASSIST_TEST_DB", "sqlite").strip().lower() or "sqlite"
+
+
+def _pg_admin_url() -> str:
+    return services.postgres_url().replace("postgresql+psycopg://", "postgresql://")
+
+
+def _pg_url_for(admin: str, name: str) -> str:
+    root, _, _ = admin.rpartition("/")
+    return f"postgresql+psycopg://{root.removeprefix('postgresql://')}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database used as the template of every test database."""
+    import psycopg
+
+    admin = _pg_admin_url()
+    name = f"sa_tmpl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(_pg_url_for(admin, name))
+        yield name
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
-def database_url(tmp_path: Path, migrated_template: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if TEST_DB == "postgres":
+        import psycopg
+
+        template = request.getfixturevalue("pg_template")
+        admin = _pg_admin_url()
+        name = f"sa_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        try:
+            yield _pg_url_for(admin, name)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
     target = tmp_path / "shop.db"
-    shutil.copy(migrated_template, target)
-    return f"sqlite:///{target}"
+    shutil.copy(request.getfixturevalue("migrated_template"), target)
+    yield f"sqlite:///{target}"
 
 
 @pytest.fixture
