@@ -21,6 +21,7 @@ from server.events import EventBus, make_bus
 from server.http import RequestIdMiddleware, configure_logging
 from server.ratelimit import make_limiter
 from server.settings import Settings
+from server.shutdown import watching
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -75,9 +76,14 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        # The watcher tells open streams to finish as soon as uvicorn starts to stop.
+        async with watching(app):
+            yield
         app.state.shutting_down = True
         await event_bus.close()
+        close_limiter = getattr(app.state.limiter, "close", None)
+        if close_limiter is not None:
+            await close_limiter()
         if db is None:
             database.dispose()
 
