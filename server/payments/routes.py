@@ -1,7 +1,247 @@
-"""HTTP routes of this feature (thin presentation over its commands and queries)."""
+"""Payment routes: the Stripe webhook, the checkout return page and the demo checkout.
+
+``POST /api/stripe/webhook`` · ``GET /checkout/return`` · ``GET|POST /pay/demo/{order_id}``
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import logging
+import secrets
+from typing import Any
+from urllib.parse import urlencode
 
-routes: list[BaseRoute] = []
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from server import models
+from server.catalog.money import format_amount
+from server.db import Database
+from server.errors import AppError, NotFound, PayloadTooLarge, UpstreamError
+from server.http import request_id
+from server.ids import tokens_equal
+from server.orders import status as st
+from server.orders.fulfil import after_commit
+from server.payments.checkout import order_token
+from server.payments.gateway import gateway_for_order
+from server.payments.webhook import EventResult, record_event, settle_session
+
+log = logging.getLogger("shop_assist.payments")
+
+MAX_WEBHOOK_BYTES = 512 * 1024
+
+
+async def stripe_webhook(request: Request) -> Response:
+    """Verify, store once, apply. Any error after verification rolls back and answers 500 so
+    Stripe delivers the event again."""
+    state = request.app.state
+    raw = await request.body()
+    if len(raw) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge("Webhook body too large.")
+    event = await state.payments.parse_event(raw, request.headers)
+    rid = request_id(request)
+    extra = {"request_id": rid, "event_id": event["id"], "event_type": event["type"]}
+    try:
+        result: EventResult = await run_in_threadpool(record_event, state.db, event)
+    except Exception:
+        log.exception("webhook handling failed; rolled back", extra=extra)
+        return JSONResponse(
+            {
+                "error": "WebhookFailed",
+                "detail": "The event could not be handled; it will be retried.",
+            },
+            status_code=500,
+        )
+    log.info("webhook", extra={**extra, "order_id": result.order_id, "outcome": result.outcome})
+    if result.changes:
+        try:
+            await after_commit(state.settings, state.db, state.bus, result.changes, request_id=rid)
+        except Exception:
+            # The payment is committed; a redelivery would be a duplicate, so answering 500 would
+            # not help. The order keeps ``fulfilled_at`` empty, which the owner's list shows.
+            log.exception(
+                "fulfilment failed after commit", extra={**extra, "order_id": result.order_id}
+            )
+    return JSONResponse(
+        {"received": True, "duplicate": result.duplicate, "outcome": result.outcome}
+    )
+
+
+def _load(db: Database, order_id: str) -> tuple[models.Order, models.Shop] | None:
+    with db.read() as s:
+        order = s.get(models.Order, order_id)
+        shop = s.get(models.Shop, order.shop_id) if order else None
+        s.expunge_all()  # detached before the read scope's rollback would expire them
+        return (order, shop) if order and shop else None
+
+
+def _settle(db: Database, obj: dict[str, Any]) -> EventResult:
+    with db.write() as s:
+        return settle_session(s, obj, source="return")
+
+
+async def _authorised(
+    request: Request, order_id: str | None, token: str | None
+) -> tuple[models.Order, models.Shop]:
+    settings = request.app.state.settings
+    if not order_id or not token or not tokens_equal(token, order_token(settings, order_id)):
+        raise NotFound("No such order.")
+    found = await run_in_threadpool(_load, request.app.state.db, order_id)
+    if found is None:
+        raise NotFound("No such order.")
+    return found
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    """A page whose only scripts and styles carry this response's nonce."""
+    nonce = secrets.token_urlsafe(16)
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    headers = {
+        "Content-Security-Policy": csp,
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+    }
+    return request.app.state.templates.TemplateResponse(
+        request, name, {**context, "nonce": nonce}, status_code=status_code, headers=headers
+    )
+
+
+def _order_view(order: models.Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "status": order.status,
+        "lines": [
+            {
+                **line,
+                "choices": ", ".join(o["choice"] for o in line.get("options") or []),
+                "total_text": format_amount(line["line_total"], order.currency),
+            }
+            for line in order.items
+        ],
+        "total_text": format_amount(order.total, order.currency),
+    }
+
+
+async def checkout_return(request: Request) -> Response:
+    """The popup's landing page: confirm with the gateway, fulfil if the webhook has not yet,
+    tell the opener, close. Without an opener it is the confirmation page itself."""
+    state = request.app.state
+    q = request.query_params
+    try:
+        order, shop = await _authorised(request, q.get("order_id"), q.get("token"))
+    except NotFound:
+        return _page(request, "checkout_return.html", {"missing": True}, status_code=404)
+    cancelled = q.get("cancelled") == "1"
+    session_id = q.get("session_id") or ""
+    gateway = gateway_for_order(state.payments, order)
+    if not cancelled and session_id and gateway.name == "stripe" and not st.is_paid(order.status):
+        try:
+            obj = await gateway.retrieve(session_id, shop.stripe_account_id or None)
+        except UpstreamError:
+            obj = None  # the webhook will still arrive; the page shows "confirming"
+        if obj and (obj.get("metadata") or {}).get("order_id") == order.id:
+            result = await run_in_threadpool(_settle, state.db, obj)
+            log.info(
+                "return page checked session",
+                extra={
+                    "request_id": request_id(request),
+                    "order_id": order.id,
+                    "outcome": result.outcome,
+                },
+            )
+            await after_commit(
+                state.settings, state.db, state.bus, result.changes, request_id=request_id(request)
+            )
+        order, shop = await _authorised(request, order.id, q.get("token"))
+    if st.is_paid(order.status):
+        kind = "order_paid"
+    elif cancelled:
+        kind = "order_cancelled"
+    elif order.status in (st.PAYMENT_FAILED, st.EXPIRED, st.CANCELLED, st.REFUNDED):
+        kind = "order_failed"
+    else:
+        kind = "order_pending"
+    message = {"type": f"shop-assist:{kind}", "order_id": order.id, "status": order.status}
+    return _page(
+        request,
+        "checkout_return.html",
+        {
+            "kind": kind,
+            "order": _order_view(order),
+            "shop_name": shop.name,
+            "message": message,
+            "target_origin": state.settings.public_base_url,
+            "status_url": f"/api/order/status/{order.id}?" + urlencode({"token": q.get("token")}),
+        },
+    )
+
+
+async def demo_checkout(request: Request) -> Response:
+    """``GET`` shows the demo checkout; ``POST`` pays (or cancels) it through the webhook path."""
+    state = request.app.state
+    order_id = request.path_params["order_id"]
+    form = await request.form() if request.method == "POST" else None
+    token = str(form.get("token") or "") if form is not None else request.query_params.get("token")
+    order, shop = await _authorised(request, order_id, token)
+    if (
+        order.payment_mode != "demo"
+        or gateway_for_order(state.payments, order).name != "demo"
+        or not order.checkout_session_id
+    ):
+        raise NotFound("There is no demo checkout for this order.")
+    back = urlencode({"order_id": order.id, "token": token})
+    if form is None:
+        return _page(
+            request,
+            "pay_demo.html",
+            {
+                "order": _order_view(order),
+                "shop_name": shop.name,
+                "token": token,
+                "payable": order.status in st.PAYABLE_STATUSES,
+                "return_url": f"/checkout/return?{back}",
+            },
+        )
+    if form.get("action") == "cancel":
+        return RedirectResponse(f"/checkout/return?cancelled=1&{back}", status_code=303)
+    if order.status not in st.PAYABLE_STATUSES and not st.is_paid(order.status):
+        raise AppError(f"This order is {order.status.replace('_', ' ')}; it cannot be paid.", 409)
+    session_id = order.checkout_session_id
+    event = {
+        "id": f"demo_evt_{session_id}",
+        "type": "checkout.session.completed",
+        "livemode": False,
+        "data": {
+            "object": {
+                "id": session_id,
+                "object": "checkout.session",
+                "status": "complete",
+                "payment_status": "paid",
+                "amount_total": order.total,
+                "currency": order.currency,
+                "client_reference_id": order.id,
+                "metadata": {"order_id": order.id, "shop_id": shop.id},
+                "payment_intent": None,
+            }
+        },
+    }
+    result = await run_in_threadpool(record_event, state.db, event)
+    log.info(
+        "demo payment",
+        extra={"request_id": request_id(request), "order_id": order.id, "outcome": result.outcome},
+    )
+    await after_commit(
+        state.settings, state.db, state.bus, result.changes, request_id=request_id(request)
+    )
+    return RedirectResponse(f"/checkout/return?session_id={session_id}&{back}", status_code=303)
+
+
+routes: list[BaseRoute] = [
+    Route("/api/stripe/webhook", stripe_webhook, methods=["POST"]),
+    Route("/checkout/return", checkout_return, methods=["GET"]),
+    Route("/pay/demo/{order_id}", demo_checkout, methods=["GET", "POST"]),
+]

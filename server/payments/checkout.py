@@ -1,0 +1,265 @@
+"""Opening a checkout for an order (a command), without holding a transaction across Stripe.
+
+1. A short write transaction checks the thread token, re-prices a client-sent order from the
+   catalog, and either finds a stored, still-open session for this version of the order (a
+   double click: nothing new is made) or reserves the next one: its idempotency key and expiry.
+2. Outside any transaction: expire the previous session if the cart changed, create the session.
+3. A second short transaction stores the session on the order.
+
+The idempotency key and ``expires_at`` are fixed in step 1, so two clicks racing through step 2
+send Stripe identical requests and get the same session back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+
+from server import models
+from server.catalog.money import format_amount
+from server.db import Database
+from server.errors import Conflict, NotFound, Unprocessable
+from server.ids import hash_token, iso, sign, tokens_equal, utcnow
+from server.orders import status as st
+from server.orders.fulfil import StatusChange, change_status, lock_order
+from server.payments.gateway import Payments, gateway_for_shop
+from server.settings import Settings
+
+log = logging.getLogger("shop_assist.payments")
+
+CHECKOUT_TTL = timedelta(minutes=30)
+# Stripe refuses an ``expires_at`` less than 30 minutes after it receives the request, so the
+# reservation carries a minute of slack and is reused only while that slack lasts.
+EXPIRY_SLACK = timedelta(seconds=60)
+REUSE_MARGIN = timedelta(seconds=5)
+# A stored session this close to its end is replaced rather than handed out again.
+MIN_REMAINING = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class CheckoutPlan:
+    reuse: bool
+    attempt: int
+    expires_at: datetime
+    expire_session_id: str | None = None  # a session of an older version of the order
+
+
+def order_token(settings: Settings, order_id: str) -> str:
+    """The customer's bearer token for an order's status, events and return page."""
+    return sign(settings.secret_key, "order", order_id)
+
+
+def check_order_token(settings: Settings, order_id: str, token: str | None) -> None:
+    if not token or not tokens_equal(token, order_token(settings, order_id)):
+        raise NotFound("No such order.")
+
+
+def idempotency_key(order: models.Order, attempt: int) -> str:
+    """Deterministic per order version and attempt: a double click gets one session."""
+    return f"checkout-{order.id}-v{order.version}-a{attempt}"
+
+
+def plan_checkout(order: models.Order, now: datetime) -> CheckoutPlan:
+    """Pure: reuse the stored session, join a reservation in progress, or reserve a new one."""
+    same_version = order.checkout_version == order.version
+    expires = order.checkout_expires_at
+    if same_version and expires is not None:
+        if order.checkout_session_id and order.checkout_url and expires - now > MIN_REMAINING:
+            return CheckoutPlan(True, order.checkout_attempt, expires)
+        if not order.checkout_session_id and expires - now >= CHECKOUT_TTL + REUSE_MARGIN:
+            return CheckoutPlan(False, order.checkout_attempt, expires)
+    attempt = order.checkout_attempt + 1 if same_version else 0
+    # Whatever session exists is replaced: expire it so it cannot take money for an old cart.
+    old = order.checkout_session_id
+    fresh = (now + CHECKOUT_TTL + EXPIRY_SLACK).replace(microsecond=0)
+    return CheckoutPlan(False, attempt, fresh, old)
+
+
+def stripe_line_items(order: models.Order) -> list[dict[str, Any]]:
+    """Checkout line items from the server-side order lines (options in the unit price, and
+    named in the product name)."""
+    items: list[dict[str, Any]] = []
+    for line in order.items:
+        choices = ", ".join(o["choice"] for o in line.get("options") or [])
+        name = line["name"] + (f" ({choices})" if choices else "")
+        product: dict[str, Any] = {"name": name[:250]}
+        if line.get("note"):
+            product["description"] = str(line["note"])[:250]
+        items.append(
+            {
+                "quantity": int(line["quantity"]),
+                "price_data": {
+                    "currency": order.currency,
+                    "unit_amount": int(line["unit_price"]),
+                    "product_data": product,
+                },
+            }
+        )
+    for label, amount in (("Tax", order.tax), ("Tip", order.tip)):
+        if amount:
+            items.append(
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": order.currency,
+                        "unit_amount": amount,
+                        "product_data": {"name": label},
+                    },
+                }
+            )
+    return items
+
+
+def _authorise(s: Any, order: models.Order, thread_token: Any) -> None:
+    """The order's thread (or the thread it was cloned from) must hold ``thread_token``."""
+    if not isinstance(thread_token, str) or not thread_token or not order.thread_id:
+        raise NotFound("No such order.")
+    wanted = hash_token(thread_token)
+    thread = s.get(models.Thread, order.thread_id)
+    while thread is not None:
+        if tokens_equal(thread.token_hash, wanted):
+            return
+        thread = s.get(models.Thread, thread.parent_id) if thread.parent_id else None
+    raise NotFound("No such order.")
+
+
+def _reprice(s: Any, order: models.Order, items: Any) -> None:
+    """A client-sent order: read only product ids, quantities, options and notes, price them
+    from the order's catalog version, and bump the order's version if the lines changed."""
+    from server.catalog.service import load_menu
+    from server.orders.create import OrderDraftError, price_items
+
+    menu = load_menu(s, order.shop_id, order.catalog_version)
+    if menu is None:
+        raise Conflict("The catalog of this order is no longer available.")
+    wanted = [
+        {k: item.get(k) for k in ("product_id", "quantity", "options", "note")}
+        if isinstance(item, dict)
+        else item
+        for item in items
+    ]
+    try:
+        lines = price_items(menu, wanted)
+    except OrderDraftError as err:
+        raise Unprocessable("The order cannot be priced.", problems=err.problems) from None
+    new_items = [{**line.to_json(), "line_id": f"l{i}"} for i, line in enumerate(lines, start=1)]
+    if new_items == order.items:
+        return
+    order.items = new_items
+    order.subtotal = sum(line.line_total for line in lines)
+    order.total = order.subtotal + order.tax + order.tip
+    order.version += 1
+    order.updated_at = utcnow()
+    s.add(order)
+
+
+def _reserve(
+    db: Database, shop_id: str, body: dict[str, Any], now: datetime
+) -> tuple[models.Order, models.Shop, CheckoutPlan, list[StatusChange]]:
+    with db.write() as s:
+        order_id = body.get("order_id")
+        order = lock_order(s, order_id) if isinstance(order_id, str) else None
+        if order is None or order.shop_id != shop_id:
+            raise NotFound("No such order.")
+        _authorise(s, order, body.get("thread_token"))
+        shop = s.get(models.Shop, shop_id)
+        if shop is None:
+            raise NotFound("No such order.")
+        if order.status not in st.PAYABLE_STATUSES:
+            raise Conflict(
+                f"This order is {order.status.replace('_', ' ')}; it cannot be paid again.",
+                status=order.status,
+            )
+        if isinstance(body.get("items"), list):
+            _reprice(s, order, body["items"])
+        if order.total <= 0:
+            raise Unprocessable("The order total must be more than zero.")
+        plan = plan_checkout(order, now)
+        changes: list[StatusChange] = []
+        if order.status != st.AWAITING_PAYMENT:  # trying again after a failed or expired checkout
+            change = change_status(s, order, st.AWAITING_PAYMENT, source="checkout")
+            changes = [change] if change else []
+        if not plan.reuse:
+            order.checkout_version = order.version
+            order.checkout_attempt = plan.attempt
+            order.checkout_expires_at = plan.expires_at
+            order.checkout_session_id = None
+            order.checkout_url = None
+            s.add(order)
+        return order, shop, plan, changes
+
+
+def _store(
+    db: Database, order_id: str, version: int, attempt: int, session: Any, mode: str
+) -> None:
+    with db.write() as s:
+        order = lock_order(s, order_id)
+        if order is None or order.checkout_version != version or order.checkout_attempt != attempt:
+            return  # a newer checkout was reserved meanwhile; it stores its own session
+        order.checkout_session_id = session.session_id
+        order.checkout_url = session.url
+        order.checkout_expires_at = session.expires_at
+        order.payment_mode = mode
+        s.add(order)
+
+
+async def start_checkout(
+    settings: Settings,
+    db: Database,
+    payments: Payments,
+    shop_id: str,
+    body: dict[str, Any],
+    *,
+    request_id: str = "",
+) -> tuple[dict[str, Any], list[StatusChange]]:
+    """``POST /api/order/{shop_id}``: the checkout URL for an order, made at most once per
+    version of the order. Returns the response JSON and any status change to publish."""
+    order, shop, plan, changes = await run_in_threadpool(_reserve, db, shop_id, body, utcnow())
+    token = order_token(settings, order.id)
+    extra = {"request_id": request_id, "order_id": order.id, "version": order.version}
+    if plan.reuse:
+        log.info("checkout reused", extra=extra)
+        return _response(order.id, order.checkout_url or "", token, plan.expires_at), changes
+    gateway = gateway_for_shop(payments, shop)
+    account = shop.stripe_account_id or None
+    if plan.expire_session_id:
+        await gateway.expire(plan.expire_session_id, account)
+        log.info("previous checkout expired (cart changed)", extra=extra)
+    base = settings.public_base_url
+    query = urlencode({"order_id": order.id, "token": token})
+    session = await gateway.create_checkout(
+        order,
+        shop,
+        stripe_line_items(order),
+        idempotency_key=idempotency_key(order, plan.attempt),
+        # Stripe fills in {CHECKOUT_SESSION_ID}; it must stay unescaped.
+        success_url=f"{base}/checkout/return?session_id={{CHECKOUT_SESSION_ID}}&{query}",
+        cancel_url=f"{base}/checkout/return?cancelled=1&{query}",
+        expires_at=plan.expires_at,
+    )
+    await run_in_threadpool(
+        _store, db, order.id, order.version, plan.attempt, session, gateway.name
+    )
+    log.info(
+        "checkout created",
+        extra={
+            **extra,
+            "gateway": gateway.name,
+            "total": format_amount(order.total, order.currency),
+        },
+    )
+    return _response(order.id, session.url, token, session.expires_at), changes
+
+
+def _response(order_id: str, url: str, token: str, expires_at: datetime) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "checkout_url": url,
+        "order_token": token,
+        "expires_at": iso(expires_at),
+    }
