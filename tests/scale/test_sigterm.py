@@ -1,5 +1,5 @@
-"""SIGTERM while a customer's stream is open: the stream gets a final retryable event and the
-process exits within the grace period instead of hanging on the open connection."""
+"""SIGTERM while a customer follows their order: ``shop-assist serve`` sends the open stream a
+final retryable event and exits within the grace period instead of hanging on the connection."""
 
 from __future__ import annotations
 
@@ -13,13 +13,17 @@ from pathlib import Path
 
 import httpx
 
+from server.db import Database
+from server.settings import Settings
 from tests.conftest import TEST_SECRET, free_port
+from tests.scale.seed import seed_order, seed_shop
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 10
 
 
-def start_server(tmp_path: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_serve(tmp_path: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``shop-assist serve`` in a subprocess; returns it and its base URL once healthy."""
     port = free_port()
     env = {
         **os.environ,
@@ -33,21 +37,7 @@ def start_server(tmp_path: Path, database_url: str) -> tuple[subprocess.Popen[by
         "REDIS_URL": "",
         "LOG_LEVEL": "warning",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "tests.scale.sigterm_app:build",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--timeout-graceful-shutdown",
-        str(GRACE_SECONDS),
-        "--log-level",
-        "warning",
-    ]
+    cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -66,29 +56,49 @@ def start_server(tmp_path: Path, database_url: str) -> tuple[subprocess.Popen[by
         time.sleep(0.1)
 
 
+def read_events_until(response: httpx.Response, on_event) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Parse the SSE stream to its end, calling ``on_event(events)`` after each event."""
+    events: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in response.iter_lines():
+        if line.startswith(":"):
+            continue
+        if line:
+            field, _, value = line.partition(":")
+            current[field] = value.lstrip(" ")
+            continue
+        if current:
+            events.append(current)
+            current = {}
+            on_event(events)
+    return events
+
+
 def test_sigterm_sends_a_final_event_and_exits_within_the_grace_period(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, settings: Settings, database_url: str
 ) -> None:
-    proc, url = start_server(tmp_path, database_url)
+    db = Database(database_url)
     try:
-        events: list[dict[str, str]] = []
+        shop_id, _ = seed_shop(db)
+        order_id, token = seed_order(db, settings, shop_id)
+    finally:
+        db.dispose()
+    proc, url = start_serve(tmp_path, database_url)
+    sent_at = 0.0
+
+    def on_event(events: list[dict[str, str]]) -> None:
+        nonlocal sent_at
+        if len(events) == 1:
+            sent_at = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+
+    try:
         with (
             httpx.Client(timeout=GRACE_SECONDS * 2) as http,
-            http.stream("GET", f"{url}/test/ticker") as r,
+            http.stream("GET", f"{url}/api/order/{order_id}/events", params={"token": token}) as r,
         ):
-            current: dict[str, str] = {}
-            for line in r.iter_lines():
-                if line.startswith(":"):
-                    continue
-                if line:
-                    field, _, value = line.partition(":")
-                    current[field] = value.lstrip(" ")
-                    continue
-                events.append(current)
-                current = {}
-                if len(events) == 1:
-                    sent_at = time.monotonic()
-                    proc.send_signal(signal.SIGTERM)
+            assert r.status_code == 200
+            events = read_events_until(r, on_event)
         ended_at = time.monotonic()
         code = proc.wait(timeout=GRACE_SECONDS + 5)
         exited_at = time.monotonic()
@@ -97,6 +107,7 @@ def test_sigterm_sends_a_final_event_and_exits_within_the_grace_period(
             proc.kill()
             proc.wait()
     assert events[0]["event"] == "status"
+    assert json.loads(events[0]["data"])["status"] == "awaiting_payment"
     assert events[-1]["event"] == "error"
     assert json.loads(events[-1]["data"])["code"] == "shutdown"
     assert json.loads(events[-1]["data"])["retryable"] is True
