@@ -175,7 +175,9 @@ var main = h('main', { class: 'sa' }, head, log, bar, cartBox, form);
 document.body.append(main);
 if (/^#[0-9a-f]{3,8}$/i.test(cfg.color)) document.documentElement.style.setProperty('--sa-color', cfg.color);
 
-var mobile = matchMedia('(pointer: coarse)').matches || innerWidth <= 640;
+// Touch screens get no autofocus (it would pop the keyboard). Inside the iframe our own width is
+// the panel's, so the loader says whether the page is phone-sized.
+var mobile = matchMedia('(pointer: coarse)').matches || (!embed && innerWidth <= 640);
 var isOpen = !embed;
 var unread = 0;
 
@@ -605,7 +607,7 @@ window.addEventListener('message', function (e) {
     unread = 0;
     toParent({ type: 'unread', count: 0 });
     scroll(true);
-    (mobile ? /** @type {HTMLElement} */ (closeBtn) : input).focus();
+    (mobile || m.full ? /** @type {HTMLElement} */ (closeBtn) : input).focus();
   } else if (m.type === 'close') close(false);
   else if (m.type === 'resize') scroll(true);
 });

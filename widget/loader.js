@@ -43,7 +43,7 @@ var css = ':host{all:initial}' +
   '@media (max-width:640px){.p{inset:0;width:100%;height:100vh;height:100dvh;border-radius:0}.p.o~.b{display:none}}';
 
 var el = document.createElement('shop-assist-widget');
-var root = el.attachShadow({ mode: 'closed' });
+var root = el.attachShadow({ mode: 'open' });
 if (root.adoptedStyleSheets && w.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
   var sheet = new CSSStyleSheet();
   sheet.replaceSync(css);
@@ -123,7 +123,7 @@ function open() {
   path.setAttribute('d', closeIcon);
   label();
   if (frame) frame.focus();
-  send({ type: 'open' });
+  send({ type: 'open', full: innerWidth <= 640 });
   fit();
 }
 

@@ -1,0 +1,310 @@
+"""The widget in Chromium, embedded in a hostile page on another origin under a strict CSP.
+
+These tests feed the chat app scripted event streams (``ScriptedChat``), so rendering, states
+and the payment popup are checked on exact input; ``test_flow.py`` drives the real endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.widget.conftest import Site, shot
+
+if TYPE_CHECKING:
+    from playwright.sync_api import FrameLocator, Locator, Page
+
+pytestmark = pytest.mark.browser
+
+HOSTILE = "<img src=x onerror=\"window.__xss='{0}'\">"
+
+
+def launcher(page: Page) -> Locator:
+    return page.locator("shop-assist-widget button")
+
+
+def chat(page: Page) -> FrameLocator:
+    return page.frame_locator("shop-assist-widget iframe")
+
+
+def open_chat(page: Page, site: Site) -> FrameLocator:
+    page.goto(site.page_url)
+    launcher(page).click()
+    frame = chat(page)
+    frame.locator(".sa-log .sa-bot").first.wait_for()
+    return frame
+
+
+def say(frame: FrameLocator, text: str) -> None:
+    frame.locator(".sa-form input").fill(text)
+    frame.locator(".sa-form input").press("Enter")
+
+
+def reply(*text: str, cart: dict | None = None) -> list:
+    events: list = [("thread", {"thread_id": "thr_1", "thread_token": "tok_1", "role": "waiter"})]
+    events += [("delta", {"text": t}) for t in text]
+    if cart:
+        events.append(("cart", {"cart": cart}))
+    return [*events, ("done", {"message_id": 1})]
+
+
+def no_xss(page: Page) -> None:
+    for frame in page.frames:
+        assert frame.evaluate("window.__xss") is None, frame.url
+
+
+def test_bubble_renders_and_opens_on_a_hostile_page_under_a_strict_csp(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    page.goto(site.page_url)
+    button = launcher(page)
+    button.wait_for()
+    box = button.bounding_box()
+    assert box and (box["width"], box["height"]) == (60, 60)  # the hostile sheet did not reach it
+    assert box["x"] + 60 + 20 == 1280 and box["y"] + 60 + 20 == 800
+    assert button.get_attribute("aria-expanded") == "false"
+    assert button.get_attribute("aria-label") == "Open chat"
+    look = button.evaluate(
+        "b => { const s = getComputedStyle(b); return [s.backgroundColor, s.zIndex, s.position] }"
+    )
+    assert look == ["rgb(47, 111, 79)", "5000", "fixed"]
+    shot(page, "bubble")
+
+    button.click()
+    assert button.get_attribute("aria-expanded") == "true"
+    assert button.get_attribute("aria-label") == "Close chat"
+    frame = chat(page)
+    frame.locator("h1").wait_for()
+    assert frame.locator("h1").inner_text() == "Corner Café"
+    assert frame.locator(".sa-bot").first.inner_text() == "Welcome! Coffee or tea?"
+    panel = page.locator("shop-assist-widget .p").bounding_box()
+    assert panel and panel["width"] == 380 and panel["height"] > 400
+    shot(page, "open-chat")
+
+    button.click()
+    assert page.locator("shop-assist-widget .p").is_hidden()
+    csp_errors = [e for e in page.errors if "Content Security Policy" in e]  # type: ignore[attr-defined]
+    assert csp_errors == []
+
+
+def test_replies_stream_with_markdown_and_untrusted_text_stays_inert(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    evil = HOSTILE.format("name")
+    site.chat.replies.append(
+        reply(
+            "Here you go:\n- **Latte** with *oat*\n- ",
+            "Croissant\n<script>window.__xss='reply'</script> ",
+            HOSTILE.format("reply") + " [menu](https://example.com/menu) ",
+            "[click](javascript:window.__xss='link') ![pic](https://evil.example/p.png)",
+            cart={
+                "lines": [
+                    {
+                        "line_id": "l1",
+                        "product_id": "x",
+                        "name": evil,
+                        "quantity": 2,
+                        "options": [{"group": "Size", "choice": "<b>Large</b>", "price_delta": 50}],
+                        "note": None,
+                        "unit_price": 500,
+                        "line_total": 1000,
+                    },
+                ],
+                "subtotal": 1000,
+                "currency": "usd",
+            },
+        )
+    )
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    frame = open_chat(page, site)
+    say(frame, HOSTILE.format("message") + " <script>window.__xss='message'</script>")
+    frame.locator(".sa-cart").wait_for()
+
+    bot = frame.locator(".sa-bot").nth(1)
+    assert bot.locator("li").all_inner_texts() == ["Latte with oat", "Croissant"]
+    assert bot.locator("strong").inner_text() == "Latte"
+    assert bot.locator("em").inner_text() == "oat"
+    assert "<script>window.__xss='reply'</script>" in bot.inner_text()
+    assert "[click](javascript:window.__xss='link')" not in bot.inner_text()
+    links = bot.locator("a")
+    assert links.count() == 1
+    assert links.get_attribute("href") == "https://example.com/menu"
+    assert links.get_attribute("rel") == "noopener noreferrer"
+    assert "pic" in bot.inner_text()  # an image is reduced to its alt text
+    me = frame.locator(".sa-me")
+    assert me.inner_text().startswith("<img src=x onerror=")
+    assert frame.locator("main img, main script, main b").count() == 0
+    summary = frame.locator(".sa-cart summary").inner_text()
+    assert summary == "Your cart · 2 items · $10.00"
+    frame.locator(".sa-cart summary").click()
+    assert evil in frame.locator(".sa-cart li").inner_text()
+    assert "<b>Large</b>" in frame.locator(".sa-cart small").inner_text()
+    assert not [u for u in requests if "evil.example" in u or u.endswith("/x")]
+    no_xss(page)
+    assert site.chat.requests[0]["message"].startswith("<img src=x")
+
+
+def test_everything_works_by_keyboard(page: Page, make_site: Callable[..., Site]) -> None:
+    site = make_site(scripted=True)
+    site.chat.replies.append(reply("Sure, one tea."))
+    page.goto(site.page_url)
+    launcher(page).wait_for()
+    page.keyboard.press("Tab")  # the page's own link
+    page.keyboard.press("Tab")  # the launcher
+    focused = page.evaluate("document.activeElement.shadowRoot?.activeElement?.className")
+    assert focused == "b"
+    page.keyboard.press("Enter")
+    frame = chat(page)
+    frame.locator(".sa-form input").wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('shop-assist-widget').shadowRoot.activeElement?.tagName"
+        " === 'IFRAME'"
+    )
+    frame.locator(".sa-form input:focus").wait_for()  # focus moved into the panel
+    page.keyboard.type("A tea please")
+    page.keyboard.press("Enter")
+    frame.locator(".sa-bot", has_text="Sure, one tea.").wait_for()
+    assert frame.locator(".sa-log").get_attribute("aria-busy") == "false"
+    assert frame.locator(".sa-log").get_attribute("role") == "log"
+    page.keyboard.press("Escape")
+    page.locator("shop-assist-widget .p").wait_for(state="hidden")
+    focused = page.evaluate("document.activeElement.shadowRoot?.activeElement?.className")
+    assert focused == "b"  # focus is back on the launcher
+    assert launcher(page).get_attribute("aria-expanded") == "false"
+
+
+def test_phone_gets_a_full_screen_chat_without_autofocus(
+    browser: object, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    context = browser.new_context(  # type: ignore[attr-defined]
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    page = context.new_page()
+    try:
+        page.goto(site.page_url)
+        launcher(page).tap()
+        frame = chat(page)
+        frame.locator(".sa-x").wait_for()
+        panel = page.locator("shop-assist-widget .p").bounding_box()
+        assert panel and (panel["x"], panel["y"], panel["width"]) == (0, 0, 390)
+        assert panel["height"] == 844
+        assert launcher(page).is_hidden()  # the chat's own close button takes over
+        field = frame.locator(".sa-form input")
+        assert field.evaluate("e => getComputedStyle(e).fontSize") == "16px"
+        assert field.evaluate("e => document.activeElement === e") is False
+        shot(page, "phone-open")
+        frame.locator(".sa-x").tap()
+        launcher(page).wait_for()
+    finally:
+        context.close()
+
+
+def test_a_blocked_popup_offers_a_continue_to_payment_link(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    order = {
+        "order_id": "ord_1",
+        "shop_id": site.shop.id,
+        "status": "awaiting_payment",
+        "currency": "usd",
+        "subtotal": 1450,
+        "tax": 0,
+        "tip": 0,
+        "total": 1450,
+        "items": [
+            {
+                "line_id": "l1",
+                "product_id": "latte",
+                "name": "Latte",
+                "quantity": 2,
+                "options": [{"group": "Size", "choice": "Large", "price_delta": 50}],
+                "note": None,
+                "unit_price": 550,
+                "line_total": 1100,
+            },
+            {
+                "line_id": "l2",
+                "product_id": "croissant",
+                "name": "Croissant",
+                "quantity": 1,
+                "options": [],
+                "note": None,
+                "unit_price": 350,
+                "line_total": 350,
+            },
+        ],
+    }
+    site.chat.replies.append([("order", {"order": order}), *reply("Your order is ready to pay.")])
+    page.context.add_init_script("window.open = () => null")  # what a popup blocker does
+    frame = open_chat(page, site)
+    say(frame, "checkout")
+    card = frame.locator(".sa-order")
+    card.wait_for()
+    assert card.locator(".sa-lines li").nth(0).inner_text().split("\n") == [
+        "2 × Latte",
+        "$11.00",
+        "Large",
+    ]
+    assert card.locator(".sa-sum").inner_text().split("\n") == [
+        "Subtotal",
+        "$14.50",
+        "Total",
+        "$14.50",
+    ]
+    card.locator(".sa-go").click()
+    link = card.locator("a.sa-link")
+    link.wait_for()
+    assert link.inner_text() == "Continue to payment"
+    assert link.get_attribute("href") == f"{site.server.url}/fake-pay/ord_1"
+    with page.context.expect_page() as tab:
+        link.click()
+    assert tab.value.title() == "Fake checkout"
+
+
+def test_rate_limit_and_server_error_each_show_one_line_with_retry(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    site.chat.retry_after = 1
+    site.chat.replies += [429, 500, reply("Back again.")]
+    frame = open_chat(page, site)
+    say(frame, "hello")
+    bar = frame.locator(".sa-bar")
+    bar.wait_for()
+    assert bar.locator("span").inner_text() == "Too many messages. Try again in 1 s."
+    bar.locator("button:not([disabled])").click()  # enabled once the wait is over
+    bar.locator("span", has_text="Something went wrong.").wait_for()
+    bar.locator("button").click()
+    frame.locator(".sa-bot", has_text="Back again.").wait_for()
+    assert bar.is_hidden()
+    assert frame.locator(".sa-me").count() == 1  # a retry does not repeat the message
+    assert [r["message"] for r in site.chat.requests] == ["hello"] * 3
+
+
+def test_the_widget_speaks_the_language_it_is_given(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(
+        scripted=True, attrs='data-lang="es" data-position="left" data-color="#aa3300"'
+    )
+    page.goto(site.page_url)
+    button = launcher(page)
+    assert button.get_attribute("aria-label") == "Abrir chat"
+    box = button.bounding_box()
+    assert box and box["x"] == 20
+    assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(170, 51, 0)"
+    button.click()
+    field = chat(page).locator(".sa-form input")
+    field.wait_for()
+    assert field.get_attribute("placeholder") == "Escribe un mensaje"
+    assert chat(page).locator("html").get_attribute("lang") == "es"
