@@ -1,0 +1,375 @@
+"""Dashboard pages: shops, shop settings, catalog upload with preview, sold-out toggles, the
+share panel and table card, and the orders pages. Every page resolves its shop through the
+signed-in owner (``owned_shop``), so another owner's id is a 404."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import col, select
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from server.errors import AppError, CatalogInvalid, NotFound, PayloadTooLarge, Unprocessable
+from server.models import Catalog, Owner, Product, Shop
+from server.owners.api import apply_owner_status
+from server.owners.auth import reading
+from server.owners.orders import (
+    PAID_VIEW,
+    OrderFilter,
+    list_orders,
+    owner_order_json,
+    owner_transitions,
+)
+from server.owners.pages import owner_page, redirect, render, secure
+from server.owners.service import owned_order, owned_shop, owner_shops
+from server.owners.shop_form import DAY_NAMES, DAYS, parse_shop_settings, settings_form_values
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+UPLOAD_TTL_SECONDS = 3600
+_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+
+
+def _links(request: Request, shop: Shop) -> dict[str, Any]:
+    from server.shops.service import shop_links
+
+    settings = request.app.state.settings
+    links = dict(shop_links(settings, shop))
+    host = settings.public_base_url
+    links.setdefault("csp_lines", [f"script-src {host}", f"frame-src {host}"])
+    return links
+
+
+def _live_products(session: Any, shop: Shop) -> list[Product]:
+    if shop.live_catalog_version is None:
+        return []
+    catalog = session.exec(
+        select(Catalog).where(
+            Catalog.shop_id == shop.id, Catalog.version == shop.live_catalog_version
+        )
+    ).first()
+    if catalog is None:
+        return []
+    return list(
+        session.exec(
+            select(Product).where(Product.catalog_id == catalog.id).order_by(col(Product.position))
+        ).all()
+    )
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    form = await request.form()
+    out: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    out["fulfillment_modes"] = [v for v in form.getlist("fulfillment_modes") if isinstance(v, str)]
+    return out
+
+
+# ---------------------------------------------------------------- shops
+
+
+@owner_page
+async def home(request: Request, owner: Owner) -> Response:
+    with reading(request.app.state.db) as s:
+        shops = owner_shops(s, owner.id)
+    return render(request, "dashboard/home.html", {"shops": shops})
+
+
+@owner_page
+async def shop_create(request: Request, owner: Owner) -> Response:
+    from server.shops.service import create_shop
+
+    fields = await _fields(request)
+    name = str(fields.get("name", "")).strip()
+    currency = str(fields.get("currency", "usd")).strip().lower() or "usd"
+    if not name or len(name) > 120 or not re.fullmatch(r"[a-z]{3}", currency):
+        with reading(request.app.state.db) as s:
+            shops = owner_shops(s, owner.id)
+        ctx = {
+            "shops": shops,
+            "error": "Give the shop a name (up to 120 characters) and a three-letter currency such as usd.",
+            "name": name,
+            "currency": currency,
+        }
+        return render(request, "dashboard/home.html", ctx, 422)
+    with request.app.state.db.write() as s:
+        shop = create_shop(s, name=name, currency=currency, owner_id=owner.id)
+        shop_id = shop.id
+    return redirect(f"/dashboard/shops/{shop_id}/catalog")
+
+
+@owner_page
+async def shop_overview(request: Request, owner: Owner) -> Response:
+    with reading(request.app.state.db) as s:
+        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
+        recent, _ = list_orders(s, shop.id, OrderFilter(limit=5))
+        products = len(_live_products(s, shop))
+    return render(
+        request,
+        "dashboard/shop.html",
+        {"shop": shop, "links": _links(request, shop), "recent": recent, "product_count": products},
+    )
+
+
+@owner_page
+async def shop_settings_page(request: Request, owner: Owner) -> Response:
+    with reading(request.app.state.db) as s:
+        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
+    ctx = {
+        "shop": shop,
+        "values": settings_form_values(shop),
+        "errors": {},
+        "days": DAYS,
+        "day_names": DAY_NAMES,
+        "saved": request.query_params.get("saved"),
+    }
+    return render(request, "dashboard/settings.html", ctx)
+
+
+@owner_page
+async def shop_settings_submit(request: Request, owner: Owner) -> Response:
+    fields = await _fields(request)
+    with request.app.state.db.write() as s:
+        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
+        changes, errors = parse_shop_settings(
+            fields, currency_locked=shop.live_catalog_version is not None
+        )
+        if not errors:
+            if changes["notify_webhook_url"] and not changes["notify_webhook_secret"]:
+                changes["notify_webhook_secret"] = "whsec_" + secrets.token_urlsafe(24)
+            for key, value in changes.items():
+                setattr(shop, key, value)
+            s.add(shop)
+    if errors:
+        values = {
+            **settings_form_values(shop),
+            **{k: v for k, v in fields.items() if k != "csrf_token"},
+        }
+        ctx = {
+            "shop": shop,
+            "values": values,
+            "errors": errors,
+            "days": DAYS,
+            "day_names": DAY_NAMES,
+        }
+        return render(request, "dashboard/settings.html", ctx, 422)
+    return redirect(f"/dashboard/shops/{shop.id}/settings?saved=1")
+
+
+# ---------------------------------------------------------------- catalog
+
+
+@owner_page
+async def catalog_page(request: Request, owner: Owner) -> Response:
+    with reading(request.app.state.db) as s:
+        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
+        products = _live_products(s, shop)
+    ctx = {"shop": shop, "products": products, "imported": request.query_params.get("imported")}
+    return render(request, "dashboard/catalog.html", ctx)
+
+
+def _upload_dir(request: Request, shop_id: str) -> Path:
+    return Path(request.app.state.settings.data_dir) / "uploads" / shop_id
+
+
+def _forget_old_uploads(folder: Path) -> None:
+    cutoff = time.time() - UPLOAD_TTL_SECONDS
+    for path in folder.glob("*"):
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+
+
+@owner_page
+async def catalog_preview(request: Request, owner: Owner) -> Response:
+    """Parse the file and show what would change; nothing goes live yet. The bytes wait in the
+    data directory under a random id until the owner confirms (or an hour passes)."""
+    from server.catalog.service import preview_catalog
+
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise Unprocessable("Choose a CSV or JSON file to upload.")
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge("The file is larger than 5 MB.")
+    filename = Path(upload.filename).name[:200]
+    shop_id = request.path_params["shop_id"]
+    errors: list[dict[str, Any]] = []
+    preview: dict[str, Any] = {}
+    with reading(request.app.state.db) as s:
+        shop = owned_shop(s, owner.id, shop_id)
+        try:
+            preview = preview_catalog(s, shop, data, filename)
+        except CatalogInvalid as exc:
+            errors = exc.errors
+    errors = errors or list(preview.get("errors") or [])
+    if not errors and not preview.get("valid", True):
+        errors = [{"line": None, "column": None, "message": "The file has no products."}]
+    upload_id = ""
+    if not errors:
+        folder = _upload_dir(request, shop_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        _forget_old_uploads(folder)
+        upload_id = secrets.token_urlsafe(24)
+        (folder / upload_id).write_bytes(data)
+        (folder / f"{upload_id}.name").write_text(filename)
+    ctx = {
+        "shop": shop,
+        "preview": preview,
+        "errors": errors,
+        "upload_id": upload_id,
+        "filename": filename,
+    }
+    return render(request, "dashboard/catalog_preview.html", ctx, 422 if errors else 200)
+
+
+@owner_page
+async def catalog_confirm(request: Request, owner: Owner) -> Response:
+    from server.catalog.service import import_catalog
+
+    upload_id = str((await request.form()).get("upload_id", ""))
+    shop_id = request.path_params["shop_id"]
+    with reading(request.app.state.db) as s:
+        owned_shop(s, owner.id, shop_id)
+    path = _upload_dir(request, shop_id) / upload_id
+    if not _UPLOAD_ID.match(upload_id) or not path.is_file():
+        raise NotFound("That upload expired or was already published. Upload the file again.")
+    data = path.read_bytes()
+    filename = (
+        (path.parent / f"{upload_id}.name").read_text()
+        if (path.parent / f"{upload_id}.name").is_file()
+        else "catalog.csv"
+    )
+    try:
+        with request.app.state.db.write() as s:
+            shop = owned_shop(s, owner.id, shop_id)
+            result = import_catalog(s, shop, data, filename)
+            version = getattr(result, "version", None) or shop.live_catalog_version
+    except CatalogInvalid as exc:
+        ctx = {
+            "shop": shop,
+            "preview": {},
+            "errors": exc.errors,
+            "upload_id": "",
+            "filename": filename,
+        }
+        return render(request, "dashboard/catalog_preview.html", ctx, 422)
+    path.unlink(missing_ok=True)
+    (path.parent / f"{upload_id}.name").unlink(missing_ok=True)
+    await _menu_changed(request, shop_id)
+    return redirect(f"/dashboard/shops/{shop_id}/catalog?imported={version}")
+
+
+@owner_page
+async def product_availability(request: Request, owner: Owner) -> Response:
+    """Sold-out toggle. A form post redirects back; ``Accept: application/json`` gets JSON."""
+    from server.catalog.service import set_product_available
+
+    available = str((await request.form()).get("available", "")) in ("1", "true", "on")
+    shop_id, product_id = request.path_params["shop_id"], request.path_params["product_id"]
+    with request.app.state.db.write() as s:
+        shop = owned_shop(s, owner.id, shop_id)
+        if not any(p.product_id == product_id for p in _live_products(s, shop)):
+            raise NotFound("No such product in the live catalog.")
+        set_product_available(s, shop, product_id, available)
+    await _menu_changed(request, shop_id)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"product_id": product_id, "available": available})
+    return redirect(f"/dashboard/shops/{shop_id}/catalog")
+
+
+async def _menu_changed(request: Request, shop_id: str) -> None:
+    await request.app.state.bus.publish(
+        f"shop:{shop_id}", {"type": "menu_changed", "shop_id": shop_id}
+    )
+
+
+# ---------------------------------------------------------------- share panel
+
+
+@owner_page
+async def share_card(request: Request, owner: Owner) -> Response:
+    with reading(request.app.state.db) as s:
+        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
+    return render(request, "dashboard/card.html", {"shop": shop, "links": _links(request, shop)})
+
+
+# ---------------------------------------------------------------- orders
+
+
+@owner_page
+async def orders_page(request: Request, owner: Owner) -> Response:
+    with reading(request.app.state.db) as s:
+        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
+        statuses = () if request.query_params.get("all") else PAID_VIEW
+        orders, next_cursor = list_orders(s, shop.id, OrderFilter(statuses=statuses, limit=50))
+        rows = [owner_order_json(o) for o in orders]
+    ctx = {
+        "shop": shop,
+        "orders": rows,
+        "transitions": owner_transitions(),
+        "more": next_cursor is not None,
+        "statuses": statuses,
+        "all": bool(request.query_params.get("all")),
+    }
+    return render(request, "dashboard/orders.html", ctx)
+
+
+@owner_page
+async def order_detail(request: Request, owner: Owner) -> Response:
+    from server.models import OrderStatusChange
+
+    with reading(request.app.state.db) as s:
+        order, shop = owned_order(
+            s, owner.id, request.path_params["order_id"], request.path_params["shop_id"]
+        )
+        history = s.exec(
+            select(OrderStatusChange)
+            .where(OrderStatusChange.order_id == order.id)
+            .order_by(col(OrderStatusChange.id))
+        ).all()
+        data = owner_order_json(order)
+    ctx = {
+        "shop": shop,
+        "order": data,
+        "history": history,
+        "error": request.query_params.get("error"),
+    }
+    return render(request, "dashboard/order.html", ctx)
+
+
+@owner_page
+async def order_status_submit(request: Request, owner: Owner) -> Response:
+    shop_id, order_id = request.path_params["shop_id"], request.path_params["order_id"]
+    target = str((await request.form()).get("status", ""))
+    try:
+        await apply_owner_status(request, owner, order_id, target, shop_id)
+    except NotFound:
+        raise
+    except AppError as exc:
+        with reading(request.app.state.db) as s:
+            order, shop = owned_order(s, owner.id, order_id, shop_id)
+            data = owner_order_json(order)
+        return render(
+            request,
+            "dashboard/order.html",
+            {"shop": shop, "order": data, "history": [], "error": exc.message},
+            exc.status_code,
+        )
+    return redirect(f"/dashboard/shops/{shop_id}/orders/{order_id}")
+
+
+# ---------------------------------------------------------------- static files
+
+
+async def static_file(request: Request) -> Response:
+    name = request.url.path.rsplit("/", 1)[-1]
+    media = "text/javascript" if name.endswith(".js") else "text/css"
+    response = FileResponse(STATIC_DIR / name, media_type=media)
+    response.headers["Cache-Control"] = "no-cache"
+    return secure(response)

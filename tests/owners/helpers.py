@@ -1,0 +1,90 @@
+"""Helpers for owner tests: sign up through the real pages, read CSRF tokens, make shops,
+catalogs and orders straight in the database."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from server.db import Database
+from server.ids import new_id, utcnow
+from server.models import Catalog, Order, Product, Shop
+
+PASSWORD = "correct horse 42"
+_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
+_FIELD = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def form_token(client: TestClient, path: str = "/login") -> str:
+    """The CSRF token of a form page (pre-sign-in forms: the double-submit cookie is set)."""
+    r = client.get(path)
+    m = _FIELD.search(r.text)
+    assert m, f"no csrf_token field on {path}"
+    return m.group(1)
+
+
+def session_csrf(client: TestClient) -> str:
+    """The signed-in session's CSRF token, from any dashboard page."""
+    r = client.get("/dashboard")
+    assert r.status_code == 200, r.text
+    m = _META.search(r.text)
+    assert m and m.group(1)
+    return m.group(1)
+
+
+def signup(client: TestClient, email: str, password: str = PASSWORD) -> Any:
+    token = form_token(client, "/signup")
+    return client.post("/signup", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False)
+
+
+def login(client: TestClient, email: str, password: str = PASSWORD) -> Any:
+    token = form_token(client, "/login")
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False)
+
+
+def owner_id_of(db: Database, email: str) -> str:
+    from server.owners.service import find_owner
+
+    with db.read() as s:
+        owner = find_owner(s, email)
+        assert owner is not None
+        return owner.id
+
+
+def make_shop(db: Database, owner_id: str, name: str = "Cafe", currency: str = "usd") -> str:
+    from server.shops.service import create_shop
+
+    with db.write() as s:
+        return create_shop(s, name=name, currency=currency, owner_id=owner_id).id
+
+
+def make_catalog(db: Database, shop_id: str, products: list[tuple[str, str, int]] | None = None) -> None:
+    """A live catalog version with ``(product_id, name, price)`` products."""
+    products = products or [("latte", "Latte", 450), ("scone", "Scone", 300)]
+    with db.write() as s:
+        shop = s.get(Shop, shop_id)
+        assert shop is not None
+        version = (shop.live_catalog_version or 0) + 1
+        catalog = Catalog(shop_id=shop_id, version=version, product_count=len(products))
+        s.add(catalog)
+        s.flush()
+        for pos, (pid, name, price) in enumerate(products):
+            s.add(Product(catalog_id=catalog.id, product_id=pid, position=pos, name=name, price=price))
+        shop.live_catalog_version = version
+        s.add(shop)
+
+
+def make_order(db: Database, shop_id: str, *, status: str = "paid", name: str = "Ana", total: int = 900, **extra: Any) -> str:
+    order_id = new_id("ord")
+    item = {"line_id": "l1", "product_id": "latte", "name": "Latte", "quantity": 2, "options": [], "note": None, "unit_price": total // 2, "line_total": total}
+    with db.write() as s:
+        s.add(
+            Order(
+                id=order_id, shop_id=shop_id, status=status, currency="usd", items=[item], subtotal=total, total=total,
+                fulfillment={"type": "pickup", "name": name, "phone": None, "address": None, "table": None},
+                catalog_version=1, paid_at=utcnow() if status != "awaiting_payment" else None, **extra,
+            )
+        )
+    return order_id

@@ -1,0 +1,201 @@
+"""Sign-up, login, logout, lockout, sessions, CSRF, security headers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from server.db import Database
+from server.ids import utcnow
+from server.models import Owner
+from server.settings import Settings
+from tests.owners.helpers import PASSWORD, form_token, login, owner_id_of, session_csrf, signup
+
+
+def test_signup_signs_in_and_shows_the_dashboard(client: TestClient) -> None:
+    r = signup(client, "ana@example.com")
+    assert r.status_code == 303 and r.headers["location"] == "/dashboard"
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert "ana@example.com" in page.text and "New shop" in page.text
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short1A", "at least 10 characters"),
+        ("alllowercaseletters", "two kinds of characters"),
+        ("1234567890123", "two kinds of characters"),
+        ("ana@example.com", "email address"),
+    ],
+)
+def test_signup_refuses_weak_passwords(client: TestClient, password: str, message: str) -> None:
+    r = signup(client, "ana@example.com", password)
+    assert r.status_code == 422
+    assert message in r.text
+    assert client.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_signup_twice_with_one_email_is_refused(client: TestClient) -> None:
+    assert signup(client, "ana@example.com").status_code == 303
+    other = TestClient(client.app)
+    r = signup(other, "ANA@example.com ")
+    assert r.status_code == 409 and "already exists" in r.text
+
+
+def test_login_and_logout(app: Starlette) -> None:
+    signup(TestClient(app), "ana@example.com")
+    with TestClient(app) as c:
+        r = login(c, "ana@example.com")
+        assert r.status_code == 303
+        cookie = r.cookies.get("sa_session") or c.cookies.get("sa_session")
+        assert cookie
+        assert c.get("/dashboard").status_code == 200
+        r = c.post("/logout", data={"csrf_token": session_csrf(c)}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert c.get("/dashboard", follow_redirects=False).headers["location"].startswith("/login")
+
+
+def test_a_copied_cookie_stops_working_after_logout(app: Starlette) -> None:
+    browser = TestClient(app)
+    signup(browser, "ana@example.com")
+    stolen = browser.cookies.get("sa_session")
+    thief = TestClient(app, cookies={"sa_session": stolen})
+    assert thief.get("/dashboard").status_code == 200
+    browser.post("/logout", data={"csrf_token": session_csrf(browser)})
+    assert thief.get("/dashboard", follow_redirects=False).status_code == 303
+    assert thief.get("/api/orders/ord_x").status_code == 401
+
+
+def test_wrong_password_and_unknown_email_get_the_same_answer(app: Starlette) -> None:
+    signup(TestClient(app), "ana@example.com")
+    c = TestClient(app)
+    wrong = login(c, "ana@example.com", "not the password 1")
+    unknown = login(c, "bob@example.com", "not the password 1")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "Wrong email or password." in wrong.text and "Wrong email or password." in unknown.text
+    assert "sa_session" not in c.cookies
+
+
+@pytest.fixture
+def strict_app(settings: Settings, db: Database) -> Starlette:
+    from server.app import create_app
+
+    return create_app(settings.with_(login_max_failures=3, login_lockout_seconds=600), db=db)
+
+
+def test_lockout_after_repeated_failures_then_unlock_after_the_wait(strict_app: Starlette, db: Database) -> None:
+    signup(TestClient(strict_app), "ana@example.com")
+    c = TestClient(strict_app)
+    assert login(c, "ana@example.com", "wrong password 1").status_code == 401
+    assert login(c, "ana@example.com", "wrong password 2").status_code == 401
+    locked = login(c, "ana@example.com", "wrong password 3")
+    assert locked.status_code == 429
+    assert "locked for 10 more minutes" in locked.text
+    assert int(locked.headers["retry-after"]) > 500
+    # Even the right password is refused while locked.
+    assert login(c, "ana@example.com").status_code == 429
+    with db.write() as s:
+        owner = s.get(Owner, owner_id_of(db, "ana@example.com"))
+        assert owner is not None
+        owner.locked_until = utcnow() - timedelta(seconds=1)
+        s.add(owner)
+    assert login(c, "ana@example.com").status_code == 303
+
+
+def test_too_many_attempts_from_one_address_are_slowed_down(app: Starlette) -> None:
+    c = TestClient(app)
+    token = form_token(c)
+    codes = [c.post("/login", data={"email": f"x{i}@example.com", "password": "x", "csrf_token": token}).status_code for i in range(21)]
+    assert codes[:20] == [401] * 20
+    assert codes[20] == 429
+
+
+def test_password_change_ends_other_sessions(app: Starlette) -> None:
+    laptop = TestClient(app)
+    signup(laptop, "ana@example.com")
+    phone = TestClient(app)
+    login(phone, "ana@example.com")
+    assert phone.get("/dashboard").status_code == 200
+    new = "a brand new pass 7"
+    r = laptop.post(
+        "/dashboard/account/password",
+        data={"csrf_token": session_csrf(laptop), "current_password": PASSWORD, "new_password": new, "confirm_password": new},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert laptop.get("/dashboard").status_code == 200  # this device stays signed in
+    assert phone.get("/dashboard", follow_redirects=False).status_code == 303
+    assert login(TestClient(app), "ana@example.com").status_code == 401
+    assert login(TestClient(app), "ana@example.com", new).status_code == 303
+
+
+def test_password_change_needs_the_current_password(client: TestClient) -> None:
+    signup(client, "ana@example.com")
+    r = client.post(
+        "/dashboard/account/password",
+        data={"csrf_token": session_csrf(client), "current_password": "guess guess 1", "new_password": "another pass 99", "confirm_password": "another pass 99"},
+    )
+    assert r.status_code == 422 and "current password is not right" in r.text
+
+
+def test_state_changing_requests_need_the_csrf_token(client: TestClient) -> None:
+    signup(client, "ana@example.com")
+    assert client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd"}).status_code == 403
+    assert client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd", "csrf_token": "forged"}).status_code == 403
+    assert client.patch("/api/orders/ord_x", json={"status": "ready"}).status_code == 403
+    assert client.post("/logout").status_code == 403
+    r = client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd", "csrf_token": session_csrf(client)}, follow_redirects=False)
+    assert r.status_code == 303
+    # The header works too (the dashboard's fetch calls use it).
+    r = client.patch("/api/orders/ord_x", json={"status": "ready"}, headers={"X-CSRF-Token": session_csrf(client)})
+    assert r.status_code == 404
+
+
+def test_pre_sign_in_forms_need_their_csrf_cookie(app: Starlette) -> None:
+    signup(TestClient(app), "ana@example.com")
+    c = TestClient(app)
+    assert c.post("/login", data={"email": "ana@example.com", "password": PASSWORD}).status_code == 403
+    assert c.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf_token": "made-up-token-000000000"}).status_code == 403
+
+
+def test_session_cookie_flags(client: TestClient) -> None:
+    r = signup(client, "ana@example.com")
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("sa_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+
+
+def test_session_cookie_is_secure_under_https(settings: Settings, db: Database) -> None:
+    from server.app import create_app
+
+    app = create_app(settings.with_(public_base_url="https://shop.example"), db=db)
+    c = TestClient(app, base_url="https://testserver")
+    r = signup(c, "ana@example.com")
+    cookie = next(h for h in r.headers.get_list("set-cookie") if h.startswith("sa_session="))
+    assert "Secure" in cookie
+
+
+@pytest.mark.parametrize("path", ["/login", "/signup", "/dashboard", "/dashboard/account"])
+def test_owner_pages_send_a_strict_csp(client: TestClient, path: str) -> None:
+    signup(client, "ana@example.com")
+    r = client.get(path)
+    assert r.status_code == 200
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "<script>" not in r.text and "style=" not in r.text
+
+
+def test_signed_out_pages_go_to_login_and_come_back(app: Starlette) -> None:
+    signup(TestClient(app), "ana@example.com")
+    c = TestClient(app)
+    r = c.get("/dashboard/account", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/dashboard/account"
+    token = form_token(c, "/login?next=/dashboard/account")
+    r = c.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf_token": token, "next": "/dashboard/account"}, follow_redirects=False)
+    assert r.headers["location"] == "/dashboard/account"
+    r = c.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf_token": token, "next": "https://evil.example/"}, follow_redirects=False)
+    assert r.headers["location"] == "/dashboard"
