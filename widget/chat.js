@@ -487,11 +487,16 @@ function showStatus(o) {
     line.textContent = S[15];
     line.className = 'sa-status sa-bad';
     if (payBtn) payBtn.removeAttribute('disabled');
+  } else if (payBtn && !paying) {
+    // Still awaiting payment and no payment window open (it was closed or cancelled).
+    payBtn.removeAttribute('disabled');
+    line.textContent = '';
   }
 }
 
 /** @type {EventSource|null} */ var orderEvents = null;
 /** @type {Window|null} */ var popup = null;
+var paying = false; // a payment window (or the link that replaces it) is open
 
 /**
  * Opens the payment window synchronously (inside the click), then asks for the checkout URL.
@@ -499,6 +504,7 @@ function showStatus(o) {
  */
 function pay(orderId, btn) {
   popup = window.open('', 'shop_assist_pay', 'popup,width=480,height=720');
+  paying = true;
   btn.disabled = true;
   var line = /** @type {HTMLElement} */ (orderCards[orderId].querySelector('.sa-status'));
   line.textContent = S[12];
@@ -516,6 +522,7 @@ function pay(orderId, btn) {
     })
     .catch(function (r) {
       if (popup) popup.close();
+      paying = false;
       btn.disabled = false;
       line.textContent = '';
       if (r instanceof Response) httpFail(r, function () { btn.click(); });
@@ -540,6 +547,7 @@ function watch() {
     if (!st.pay || st.pay.final) clearInterval(timer);
     else if (popup && popup.closed) {
       popup = null;
+      paying = false;
       checkStatus();
     }
   }, 1000);
@@ -600,7 +608,7 @@ function close(tell) {
 window.addEventListener('message', function (e) {
   var m = e.data || {};
   // The payment return page (our origin) says the order was paid: a hint, so ask the server.
-  if (e.origin === location.origin && m.type === 'shop-assist:order_paid') return checkStatus();
+  if (e.origin === location.origin && /^shop-assist:order_/.test(m.type)) return checkStatus();
   if (!embed || e.origin !== cfg.parent || e.source !== parent || m.sa !== 1) return;
   if (m.type === 'open') {
     isOpen = true;
