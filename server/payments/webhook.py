@@ -74,6 +74,8 @@ def _claim(s: Session, event: dict[str, Any]) -> bool:
     stmt = (
         insert(models.PaymentEvent).values(**values).on_conflict_do_nothing(index_elements=["id"])
     )
+    # SQLAlchemy reports an INSERT's rowcount only when asked (PostgreSQL gave -1 otherwise).
+    stmt = stmt.execution_options(preserve_rowcount=True)
     return s.connection().execute(stmt).rowcount == 1
 
 
