@@ -24,6 +24,7 @@ from server.http import read_json, request_id
 from server.orders.create import order_to_json
 from server.orders.fulfil import after_commit
 from server.payments.checkout import check_order_token, start_checkout
+from server.shutdown import sse_response
 
 log = logging.getLogger("shop_assist.orders")
 
@@ -79,7 +80,7 @@ async def order_events(request: Request) -> EventSourceResponse:
         async with state.bus.subscribe(f"order:{order_id}") as sub:
             last: dict[str, Any] | None = None
             seq = 0
-            while not state.shutting_down:
+            while True:
                 current = await run_in_threadpool(read_order_json, state.db, order_id)
                 if current is None:
                     return
@@ -89,7 +90,7 @@ async def order_events(request: Request) -> EventSourceResponse:
                     yield {"event": "status", "id": str(seq), "data": json.dumps(current)}
                 await sub.get(timeout=interval)
 
-    return EventSourceResponse(stream(), ping=interval, headers={"Cache-Control": "no-store"})
+    return sse_response(request, stream(), headers={"Cache-Control": "no-store"})
 
 
 routes: list[BaseRoute] = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -68,6 +68,8 @@ def plan_checkout(order: models.Order, now: datetime) -> CheckoutPlan:
     """Pure: reuse the stored session, join a reservation in progress, or reserve a new one."""
     same_version = order.checkout_version == order.version
     expires = order.checkout_expires_at
+    if expires is not None and expires.tzinfo is None:  # SQLite gives naive UTC back
+        expires = expires.replace(tzinfo=UTC)
     if same_version and expires is not None:
         if order.checkout_session_id and order.checkout_url and expires - now > MIN_REMAINING:
             return CheckoutPlan(True, order.checkout_attempt, expires)

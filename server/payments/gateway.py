@@ -109,6 +109,18 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.lower())
 
 
+class _HTTPXClient(stripe.HTTPXClient):
+    """stripe's httpx client, sending the form body as ``content=``: its ``data=<str>`` is
+    deprecated in httpx and warns on every request."""
+
+    def _get_request_args_kwargs(self, method: str, url: str, headers: Any, post_data: Any) -> Any:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        data = kwargs.pop("data", None)
+        if data:
+            kwargs["content"] = data
+        return args, kwargs
+
+
 class StripeGateway:
     """Stripe Checkout through the official SDK, async over httpx."""
 
@@ -127,7 +139,7 @@ class StripeGateway:
             base = {"api": self.settings.stripe_api_base} if self.settings.stripe_api_base else None
             self._client = stripe.StripeClient(
                 self.settings.stripe_secret_key,
-                http_client=stripe.HTTPXClient(allow_sync_methods=True),
+                http_client=_HTTPXClient(allow_sync_methods=True),
                 base_addresses=base,  # type: ignore[arg-type]
                 max_network_retries=2,
             )
@@ -168,6 +180,7 @@ class StripeGateway:
                     "order_id": order.id,
                     "stripe_error": type(err).__name__,
                     "http_status": err.http_status,
+                    "detail": (err.user_message or str(err))[:300],
                 },
             )
             raise UpstreamError(

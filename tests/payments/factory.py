@@ -72,3 +72,28 @@ def status_changes(db: Database, order_id: str) -> list[tuple[str, str]]:
             .order_by(models.OrderStatusChange.id)
         ).all()
         return [(r.from_status, r.to_status) for r in rows]
+
+
+MENU_CSV = b"""id,name,price,options
+latte,Latte,4.50,"Size: Small | Medium +0.50 | Large +1.00; Milk: Whole | Oat +0.60 | Soy +0.60"
+espresso,Espresso,3.00,
+croissant,Croissant,3.25,
+"""
+
+
+def make_catalog(db: Database, shop: models.Shop) -> int:
+    """Import the coffee menu as the shop's live catalog; returns its version."""
+    from server.catalog.service import import_catalog
+
+    with db.write() as s:
+        live = s.get(models.Shop, shop.id)
+        assert live is not None
+        return import_catalog(s, live, MENU_CSV, "menu.csv").version
+
+
+def order_token(order_id: str) -> str:
+    """The customer's order token as the app signs it in tests."""
+    from server.ids import sign
+    from tests.conftest import TEST_SECRET
+
+    return sign(TEST_SECRET, "order", order_id)
