@@ -77,7 +77,7 @@ function h(tag, attrs, ...kids) {
 
 var INLINE = /\*\*([^*\n]+)\*\*|\*([^*\s][^*\n]*)\*|(!?)\[([^\]\n]*)\]\(([^)\s]*)\)|(https:\/\/[^\s<>"'()]*[^\s<>"'().,;:!?])/g;
 
-/** Appends `text` with **bold**, *italic* and https links, all as nodes. @param {Node} parent @param {string} text */
+/** Appends `text` with **bold**, *italic* and https links, all as nodes. @param {HTMLElement} parent @param {string} text */
 function inline(parent, text) {
   var last = 0;
   var m;

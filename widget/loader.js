@@ -44,7 +44,7 @@ var css = ':host{all:initial}' +
 
 var el = document.createElement('shop-assist-widget');
 var root = el.attachShadow({ mode: 'open' });
-if (root.adoptedStyleSheets && w.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
+if (root.adoptedStyleSheets && w.CSSStyleSheet && 'replaceSync' in CSSStyleSheet.prototype) {
   var sheet = new CSSStyleSheet();
   sheet.replaceSync(css);
   root.adoptedStyleSheets = [sheet];

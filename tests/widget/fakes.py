@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,9 @@ class ScriptedChat:
     requests: list[dict[str, Any]] = field(default_factory=list)
     order_status: str = "awaiting_payment"
     retry_after: int = 7
+    gate: threading.Event | None = None  # when set up, the last event waits for it
+    replay: list[Event] = field(default_factory=list)  # what the events endpoint sends
+    replays: list[dict[str, str]] = field(default_factory=list)  # how it was asked
 
     async def chat(self, request: Request) -> Response:
         self.requests.append(await request.json())
@@ -115,10 +119,23 @@ class ScriptedChat:
 
         async def body() -> AsyncIterator[bytes]:
             for n, event in enumerate(events, 1):
+                while self.gate is not None and n == len(events) and not self.gate.is_set():
+                    await asyncio.sleep(0.02)
                 yield sse([event], n)
                 await asyncio.sleep(0.01)  # arrive in pieces, as a model streams
 
         return StreamingResponse(body(), media_type="text/event-stream")
+
+    async def events(self, request: Request) -> Response:
+        after = int(request.query_params.get("after", "0"))
+        self.replays.append(
+            {
+                "after": str(after),
+                "token": request.headers.get("x-thread-token", ""),
+                "thread_id": request.path_params["thread_id"],
+            }
+        )
+        return Response(sse(self.replay, after + 1), media_type="text/event-stream")
 
     async def create_payment(self, request: Request) -> Response:
         data = await request.json()
@@ -143,6 +160,7 @@ class ScriptedChat:
         """Put the scripted endpoints in front of the app's real ones."""
         app.router.routes[0:0] = [
             Route("/api/chat/{shop_id}", self.chat, methods=["POST"]),
+            Route("/api/chat/{shop_id}/threads/{thread_id}/events", self.events),
             Route("/api/order/{shop_id}", self.create_payment, methods=["POST"]),
             Route("/api/order/status/{order_id}", self.status),
             Route("/fake-pay/{order_id}", self.pay_page),

@@ -6,6 +6,7 @@ and the payment popup are checked on exact input; ``test_flow.py`` drives the re
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -308,3 +309,37 @@ def test_the_widget_speaks_the_language_it_is_given(
     field.wait_for()
     assert field.get_attribute("placeholder") == "Escribe un mensaje"
     assert chat(page).locator("html").get_attribute("lang") == "es"
+
+
+def test_a_reply_finished_while_closed_shows_an_unread_badge(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    site.chat.gate = threading.Event()
+    site.chat.replies.append(reply("Your latte is in the cart."))
+    frame = open_chat(page, site)
+    say(frame, "a latte")
+    frame.locator(".sa-bot", has_text="Your latte").wait_for()
+    launcher(page).click()  # closed before the reply is done
+    site.chat.gate.set()
+    badge = page.locator("shop-assist-widget .n")
+    badge.wait_for()
+    assert badge.inner_text() == "1"
+    assert launcher(page).get_attribute("aria-label") == "Open chat (1 unread)"
+    launcher(page).click()
+    assert badge.is_hidden()
+
+
+def test_an_interrupted_reply_resumes_from_the_events_endpoint(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    cut = reply("The first half, ")[:-1]  # the connection drops before "done"
+    site.chat.replies.append(cut)
+    site.chat.replay = [("delta", {"text": "and the second half."}), ("done", {"message_id": 1})]
+    frame = open_chat(page, site)
+    say(frame, "tell me")
+    frame.locator(".sa-log[aria-busy=false]").wait_for()
+    assert frame.locator(".sa-bot").nth(1).inner_text() == "The first half, and the second half."
+    assert site.chat.replays == [{"after": "2", "token": "tok_1", "thread_id": "thr_1"}]
+    assert frame.locator(".sa-bar").is_hidden()
