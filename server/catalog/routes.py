@@ -16,9 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from server.catalog.parse import MAX_BYTES
 from server.catalog.service import check_catalog, import_catalog, load_menu, menu_etag, menu_json
-from server.errors import NotFound, PayloadTooLarge, Unauthorized, Unprocessable
+from server.errors import NotFound, PayloadTooLarge, Unprocessable
 from server.models import Owner
-from server.owners.tokens import owner_from_bearer
+from server.owners.auth import require_owner
 from server.shops.service import create_shop, get_shop, shop_links
 
 MENU_CACHE_CONTROL = "public, max-age=30"
@@ -29,14 +29,6 @@ CORS = {
 FORM_OVERHEAD = 64 * 1024
 
 
-def _owner(request: Request) -> Owner:
-    with request.app.state.db.write() as session:  # the token records when it was last used
-        owner = owner_from_bearer(session, request.headers.get("authorization"))
-    if owner is None:
-        raise Unauthorized("Send a valid owner API token: 'Authorization: Bearer sa_...'.")
-    return owner
-
-
 async def upload_catalog(request: Request) -> Response:
     """Multipart ``file`` plus ``shop_id`` (one of the owner's shops), or ``name`` and
     ``currency`` for a new shop. 201 with the shop's links and the new version; 422 with every
@@ -44,7 +36,7 @@ async def upload_catalog(request: Request) -> Response:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BYTES + FORM_OVERHEAD:
         raise PayloadTooLarge(f"The file is larger than {MAX_BYTES // 2**20} MB.")
-    owner = await run_in_threadpool(_owner, request)
+    owner = await require_owner(request)  # API token, or the dashboard's session + CSRF
     async with request.form(max_files=1, max_fields=20, max_part_size=64 * 1024) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

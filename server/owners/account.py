@@ -24,6 +24,7 @@ from server.owners.auth import (
     normalize_email,
     owners_sessions,
     reading,
+    require_owner,
     set_form_csrf_cookie,
     set_session_cookie,
     start_session,
@@ -38,6 +39,7 @@ from server.owners.magic import (
 )
 from server.owners.pages import owner_page, redirect, render, safe_next
 from server.owners.service import change_password, create_owner, find_owner
+from server.owners.tokens import create_api_token, revoke_api_token
 
 LOGIN_IP_LIMIT = (20, 300)  # attempts per IP per 5 minutes, on top of the per-account lockout
 SIGNUP_IP_LIMIT = (10, 3600)
@@ -148,8 +150,6 @@ async def logout(request: Request) -> Response:
     with reading(request.app.state.db) as s:
         found = find_session(s, token)
     if found is not None:
-        from server.owners.auth import require_owner
-
         await require_owner(request)  # CSRF: a cross-site form must not sign anyone out
         with request.app.state.db.write() as s:
             end_session(s, token)
@@ -269,8 +269,6 @@ async def end_other_sessions_submit(request: Request, owner: Owner) -> Response:
 
 @owner_page
 async def token_create(request: Request, owner: Owner) -> Response:
-    from server.owners.tokens import create_api_token
-
     name = (await _form(request)).get("name", "").strip()[:100] or "API token"
     with request.app.state.db.write() as s:
         _, plaintext = create_api_token(s, owner.id, name)
@@ -281,8 +279,6 @@ async def token_create(request: Request, owner: Owner) -> Response:
 
 @owner_page
 async def token_revoke(request: Request, owner: Owner) -> Response:
-    from server.owners.tokens import revoke_api_token
-
     token_id = request.path_params["token_id"]
     with request.app.state.db.write() as s:
         revoke_api_token(s, owner.id, token_id)  # NotFound when the token is not this owner's

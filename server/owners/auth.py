@@ -29,6 +29,7 @@ from starlette.responses import Response
 from server.errors import Forbidden, Unauthorized
 from server.ids import hash_token, new_token, tokens_equal, utcnow
 from server.models import Owner, OwnerSession
+from server.owners.tokens import owner_from_bearer
 from server.settings import Settings
 
 SESSION_COOKIE = "sa_session"
@@ -292,8 +293,6 @@ async def require_owner(request: Request) -> Owner:
     db = request.app.state.db
     authorization = request.headers.get("authorization")
     if authorization:
-        from server.owners.tokens import owner_from_bearer
-
         with db.write() as s:  # the token records when it was last used
             owner = owner_from_bearer(s, authorization)
         if owner is None:

@@ -15,8 +15,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from server.catalog.service import import_catalog, preview_catalog, set_product_available
 from server.errors import AppError, CatalogInvalid, NotFound, PayloadTooLarge, Unprocessable
-from server.models import Catalog, Owner, Product, Shop
+from server.models import Catalog, OrderStatusChange, Owner, Product, Shop
 from server.owners.api import apply_owner_status
 from server.owners.auth import reading
 from server.owners.orders import (
@@ -29,6 +30,7 @@ from server.owners.orders import (
 from server.owners.pages import owner_page, redirect, render, secure
 from server.owners.service import owned_order, owned_shop, owner_shops
 from server.owners.shop_form import DAY_NAMES, DAYS, parse_shop_settings, settings_form_values
+from server.shops.service import create_shop, shop_links
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -37,8 +39,6 @@ _UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 
 def _links(request: Request, shop: Shop) -> dict[str, Any]:
-    from server.shops.service import shop_links
-
     settings = request.app.state.settings
     links = dict(shop_links(settings, shop))
     host = settings.public_base_url
@@ -82,8 +82,6 @@ async def home(request: Request, owner: Owner) -> Response:
 
 @owner_page
 async def shop_create(request: Request, owner: Owner) -> Response:
-    from server.shops.service import create_shop
-
     fields = await _fields(request)
     name = str(fields.get("name", "")).strip()
     currency = str(fields.get("currency", "usd")).strip().lower() or "usd"
@@ -188,8 +186,9 @@ def _forget_old_uploads(folder: Path) -> None:
 async def catalog_preview(request: Request, owner: Owner) -> Response:
     """Parse the file and show what would change; nothing goes live yet. The bytes wait in the
     data directory under a random id until the owner confirms (or an hour passes)."""
-    from server.catalog.service import preview_catalog
-
+    shop_id = request.path_params["shop_id"]
+    with reading(request.app.state.db) as s:
+        owned_shop(s, owner.id, shop_id)
     form = await request.form()
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
@@ -198,7 +197,6 @@ async def catalog_preview(request: Request, owner: Owner) -> Response:
     if len(data) > MAX_UPLOAD_BYTES:
         raise PayloadTooLarge("The file is larger than 5 MB.")
     filename = Path(upload.filename).name[:200]
-    shop_id = request.path_params["shop_id"]
     errors: list[dict[str, Any]] = []
     preview: dict[str, Any] = {}
     with reading(request.app.state.db) as s:
@@ -230,8 +228,6 @@ async def catalog_preview(request: Request, owner: Owner) -> Response:
 
 @owner_page
 async def catalog_confirm(request: Request, owner: Owner) -> Response:
-    from server.catalog.service import import_catalog
-
     upload_id = str((await request.form()).get("upload_id", ""))
     shop_id = request.path_params["shop_id"]
     with reading(request.app.state.db) as s:
@@ -268,8 +264,6 @@ async def catalog_confirm(request: Request, owner: Owner) -> Response:
 @owner_page
 async def product_availability(request: Request, owner: Owner) -> Response:
     """Sold-out toggle. A form post redirects back; ``Accept: application/json`` gets JSON."""
-    from server.catalog.service import set_product_available
-
     available = str((await request.form()).get("available", "")) in ("1", "true", "on")
     shop_id, product_id = request.path_params["shop_id"], request.path_params["product_id"]
     with request.app.state.db.write() as s:
@@ -322,8 +316,6 @@ async def orders_page(request: Request, owner: Owner) -> Response:
 
 @owner_page
 async def order_detail(request: Request, owner: Owner) -> Response:
-    from server.models import OrderStatusChange
-
     with reading(request.app.state.db) as s:
         order, shop = owned_order(
             s, owner.id, request.path_params["order_id"], request.path_params["shop_id"]

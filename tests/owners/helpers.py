@@ -36,12 +36,20 @@ def session_csrf(client: TestClient) -> str:
 
 def signup(client: TestClient, email: str, password: str = PASSWORD) -> Any:
     token = form_token(client, "/signup")
-    return client.post("/signup", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False)
+    return client.post(
+        "/signup",
+        data={"email": email, "password": password, "csrf_token": token},
+        follow_redirects=False,
+    )
 
 
 def login(client: TestClient, email: str, password: str = PASSWORD) -> Any:
     token = form_token(client, "/login")
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        follow_redirects=False,
+    )
 
 
 def owner_id_of(db: Database, email: str) -> str:
@@ -60,7 +68,9 @@ def make_shop(db: Database, owner_id: str, name: str = "Cafe", currency: str = "
         return create_shop(s, name=name, currency=currency, owner_id=owner_id).id
 
 
-def make_catalog(db: Database, shop_id: str, products: list[tuple[str, str, int]] | None = None) -> None:
+def make_catalog(
+    db: Database, shop_id: str, products: list[tuple[str, str, int]] | None = None
+) -> None:
     """A live catalog version with ``(product_id, name, price)`` products."""
     products = products or [("latte", "Latte", 450), ("scone", "Scone", 300)]
     with db.write() as s:
@@ -71,20 +81,53 @@ def make_catalog(db: Database, shop_id: str, products: list[tuple[str, str, int]
         s.add(catalog)
         s.flush()
         for pos, (pid, name, price) in enumerate(products):
-            s.add(Product(catalog_id=catalog.id, product_id=pid, position=pos, name=name, price=price))
+            s.add(
+                Product(catalog_id=catalog.id, product_id=pid, position=pos, name=name, price=price)
+            )
         shop.live_catalog_version = version
         s.add(shop)
 
 
-def make_order(db: Database, shop_id: str, *, status: str = "paid", name: str = "Ana", total: int = 900, **extra: Any) -> str:
+def make_order(
+    db: Database,
+    shop_id: str,
+    *,
+    status: str = "paid",
+    name: str = "Ana",
+    total: int = 900,
+    **extra: Any,
+) -> str:
     order_id = new_id("ord")
-    item = {"line_id": "l1", "product_id": "latte", "name": "Latte", "quantity": 2, "options": [], "note": None, "unit_price": total // 2, "line_total": total}
+    item = {
+        "line_id": "l1",
+        "product_id": "latte",
+        "name": "Latte",
+        "quantity": 2,
+        "options": [],
+        "note": None,
+        "unit_price": total // 2,
+        "line_total": total,
+    }
     with db.write() as s:
         s.add(
             Order(
-                id=order_id, shop_id=shop_id, status=status, currency="usd", items=[item], subtotal=total, total=total,
-                fulfillment={"type": "pickup", "name": name, "phone": None, "address": None, "table": None},
-                catalog_version=1, paid_at=utcnow() if status != "awaiting_payment" else None, **extra,
+                id=order_id,
+                shop_id=shop_id,
+                status=status,
+                currency="usd",
+                items=[item],
+                subtotal=total,
+                total=total,
+                fulfillment={
+                    "type": "pickup",
+                    "name": name,
+                    "phone": None,
+                    "address": None,
+                    "table": None,
+                },
+                catalog_version=1,
+                paid_at=utcnow() if status != "awaiting_payment" else None,
+                **extra,
             )
         )
     return order_id

@@ -87,7 +87,9 @@ def strict_app(settings: Settings, db: Database) -> Starlette:
     return create_app(settings.with_(login_max_failures=3, login_lockout_seconds=600), db=db)
 
 
-def test_lockout_after_repeated_failures_then_unlock_after_the_wait(strict_app: Starlette, db: Database) -> None:
+def test_lockout_after_repeated_failures_then_unlock_after_the_wait(
+    strict_app: Starlette, db: Database
+) -> None:
     signup(TestClient(strict_app), "ana@example.com")
     c = TestClient(strict_app)
     assert login(c, "ana@example.com", "wrong password 1").status_code == 401
@@ -109,7 +111,12 @@ def test_lockout_after_repeated_failures_then_unlock_after_the_wait(strict_app: 
 def test_too_many_attempts_from_one_address_are_slowed_down(app: Starlette) -> None:
     c = TestClient(app)
     token = form_token(c)
-    codes = [c.post("/login", data={"email": f"x{i}@example.com", "password": "x", "csrf_token": token}).status_code for i in range(21)]
+    codes = [
+        c.post(
+            "/login", data={"email": f"x{i}@example.com", "password": "x", "csrf_token": token}
+        ).status_code
+        for i in range(21)
+    ]
     assert codes[:20] == [401] * 20
     assert codes[20] == 429
 
@@ -123,7 +130,12 @@ def test_password_change_ends_other_sessions(app: Starlette) -> None:
     new = "a brand new pass 7"
     r = laptop.post(
         "/dashboard/account/password",
-        data={"csrf_token": session_csrf(laptop), "current_password": PASSWORD, "new_password": new, "confirm_password": new},
+        data={
+            "csrf_token": session_csrf(laptop),
+            "current_password": PASSWORD,
+            "new_password": new,
+            "confirm_password": new,
+        },
         follow_redirects=False,
     )
     assert r.status_code == 303
@@ -137,29 +149,61 @@ def test_password_change_needs_the_current_password(client: TestClient) -> None:
     signup(client, "ana@example.com")
     r = client.post(
         "/dashboard/account/password",
-        data={"csrf_token": session_csrf(client), "current_password": "guess guess 1", "new_password": "another pass 99", "confirm_password": "another pass 99"},
+        data={
+            "csrf_token": session_csrf(client),
+            "current_password": "guess guess 1",
+            "new_password": "another pass 99",
+            "confirm_password": "another pass 99",
+        },
     )
     assert r.status_code == 422 and "current password is not right" in r.text
 
 
 def test_state_changing_requests_need_the_csrf_token(client: TestClient) -> None:
     signup(client, "ana@example.com")
-    assert client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd"}).status_code == 403
-    assert client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd", "csrf_token": "forged"}).status_code == 403
+    assert (
+        client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd"}).status_code == 403
+    )
+    assert (
+        client.post(
+            "/dashboard/shops", data={"name": "Cafe", "currency": "usd", "csrf_token": "forged"}
+        ).status_code
+        == 403
+    )
     assert client.patch("/api/orders/ord_x", json={"status": "ready"}).status_code == 403
     assert client.post("/logout").status_code == 403
-    r = client.post("/dashboard/shops", data={"name": "Cafe", "currency": "usd", "csrf_token": session_csrf(client)}, follow_redirects=False)
+    r = client.post(
+        "/dashboard/shops",
+        data={"name": "Cafe", "currency": "usd", "csrf_token": session_csrf(client)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     # The header works too (the dashboard's fetch calls use it).
-    r = client.patch("/api/orders/ord_x", json={"status": "ready"}, headers={"X-CSRF-Token": session_csrf(client)})
+    r = client.patch(
+        "/api/orders/ord_x",
+        json={"status": "ready"},
+        headers={"X-CSRF-Token": session_csrf(client)},
+    )
     assert r.status_code == 404
 
 
 def test_pre_sign_in_forms_need_their_csrf_cookie(app: Starlette) -> None:
     signup(TestClient(app), "ana@example.com")
     c = TestClient(app)
-    assert c.post("/login", data={"email": "ana@example.com", "password": PASSWORD}).status_code == 403
-    assert c.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf_token": "made-up-token-000000000"}).status_code == 403
+    assert (
+        c.post("/login", data={"email": "ana@example.com", "password": PASSWORD}).status_code == 403
+    )
+    assert (
+        c.post(
+            "/login",
+            data={
+                "email": "ana@example.com",
+                "password": PASSWORD,
+                "csrf_token": "made-up-token-000000000",
+            },
+        ).status_code
+        == 403
+    )
 
 
 def test_session_cookie_flags(client: TestClient) -> None:
@@ -184,7 +228,11 @@ def test_owner_pages_send_a_strict_csp(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 200
     csp = r.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert (
+        "frame-ancestors 'none'" in csp
+        and "default-src 'self'" in csp
+        and "'unsafe-inline'" not in csp
+    )
     assert r.headers["x-frame-options"] == "DENY"
     assert "<script>" not in r.text and "style=" not in r.text
 
@@ -195,7 +243,25 @@ def test_signed_out_pages_go_to_login_and_come_back(app: Starlette) -> None:
     r = c.get("/dashboard/account", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/dashboard/account"
     token = form_token(c, "/login?next=/dashboard/account")
-    r = c.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf_token": token, "next": "/dashboard/account"}, follow_redirects=False)
+    r = c.post(
+        "/login",
+        data={
+            "email": "ana@example.com",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "/dashboard/account",
+        },
+        follow_redirects=False,
+    )
     assert r.headers["location"] == "/dashboard/account"
-    r = c.post("/login", data={"email": "ana@example.com", "password": PASSWORD, "csrf_token": token, "next": "https://evil.example/"}, follow_redirects=False)
+    r = c.post(
+        "/login",
+        data={
+            "email": "ana@example.com",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "https://evil.example/",
+        },
+        follow_redirects=False,
+    )
     assert r.headers["location"] == "/dashboard"
