@@ -1,11 +1,77 @@
-"""LLM client seam. ``build_llm(settings)`` returns the OpenAI client or ``None`` (offline)."""
+"""LLM client seam. ``build_llm(settings)`` returns an :class:`LLM` (OpenAI or any
+OpenAI-compatible server through ``OPENAI_BASE_URL``: Ollama, vLLM, llama.cpp) or ``None``, which
+means the built-in offline assistant answers.
+
+Timeouts: connect ``settings.llm_connect_timeout`` (5 s), the whole reply ``settings.llm_timeout``
+(60 s). Retries: the SDK retries 429 and 5xx with backoff, ``settings.llm_max_retries`` times.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import httpx
+import httpx2
+import openai
 
 from server.settings import Settings
 
 
-def build_llm(settings: Settings) -> Any:
-    return None
+class LLMUnavailable(Exception):
+    """The provider failed (after the SDK's retries) or timed out."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: The provider errors that end a model call: timeouts, refused connections, 4xx/5xx answers.
+PROVIDER_ERRORS: tuple[type[BaseException], ...] = (
+    openai.APIError,
+    httpx.HTTPError,
+    httpx2.HTTPError,
+    TimeoutError,
+)
+
+
+def as_unavailable(err: BaseException) -> LLMUnavailable:
+    status = getattr(err, "status_code", None)
+    if isinstance(
+        err,
+        openai.APITimeoutError | httpx.TimeoutException | httpx2.TimeoutException | TimeoutError,
+    ):
+        return LLMUnavailable("The assistant took too long to answer.", status=status)
+    return LLMUnavailable(f"The assistant service failed ({type(err).__name__}).", status=status)
+
+
+@dataclass
+class LLM:
+    """An OpenAI client and the model to ask."""
+
+    client: openai.AsyncOpenAI
+    model: str
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def build_llm(settings: Settings, *, http_client: Any = None) -> LLM | None:
+    """The OpenAI-backed client when the settings ask for it, else ``None`` (offline).
+
+    ``http_client`` lets tests inject an ``httpx.AsyncClient`` (respx sees it)."""
+    if not settings.use_openai:
+        return None
+    client = http_client or httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout)
+    )
+    return LLM(
+        client=openai.AsyncOpenAI(
+            api_key=settings.openai_api_key or "not-needed",  # local servers take any key
+            base_url=settings.openai_base_url or None,
+            max_retries=settings.llm_max_retries,
+            timeout=settings.llm_timeout,
+            http_client=client,
+        ),
+        model=settings.openai_model,
+    )

@@ -1,0 +1,474 @@
+"""The Cashier: turns a finished conversation into an order draft the server can price.
+
+The LLM Cashier answers with Structured Outputs (a strict JSON schema naming only product ids,
+quantities, options, notes, fulfilment details and a customer note: no prices). The server
+prices the draft from the catalog with :func:`~server.orders.create.price_items`; an invalid
+draft is retried once with the problems listed, then the live cart is used instead. The offline
+Cashier is the cart plus the fulfilment details found in the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.catalog.model import Menu
+from server.chat.assistant import ShopContext
+from server.chat.llm import LLM, PROVIDER_ERRORS
+from server.chat.tools import search_menu
+from server.chat.waiter import product_line, render_prompt
+from server.orders.cart import Cart, Line
+from server.orders.create import FULFILLMENT_TYPES, OrderDraftError, price_items
+from server.settings import Settings
+
+log = logging.getLogger("shop_assist.chat")
+
+CASHIER_MENU_LIMIT = 150
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+ORDER_DRAFT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "product_id": {"type": "string"},
+                    "quantity": {"type": "integer"},
+                    "options": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "group": {"type": "string"},
+                                "choice": {"type": "string"},
+                            },
+                            "required": ["group", "choice"],
+                            "additionalProperties": False,
+                        },
+                    },
+                    "note": _NULLABLE_STRING,
+                },
+                "required": ["product_id", "quantity", "options", "note"],
+                "additionalProperties": False,
+            },
+        },
+        "fulfillment": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "enum": list(FULFILLMENT_TYPES)},
+                "name": _NULLABLE_STRING,
+                "phone": _NULLABLE_STRING,
+                "address": _NULLABLE_STRING,
+                "table": _NULLABLE_STRING,
+            },
+            "required": ["type", "name", "phone", "address", "table"],
+            "additionalProperties": False,
+        },
+        "customer_note": _NULLABLE_STRING,
+    },
+    "required": ["items", "fulfillment", "customer_note"],
+    "additionalProperties": False,
+}
+
+RESPONSE_FORMAT = {
+    "type": "json_schema",
+    "json_schema": {"name": "order_draft", "strict": True, "schema": ORDER_DRAFT_SCHEMA},
+}
+
+
+@dataclass
+class Draft:
+    """A priced order proposal (lines from the catalog) and what the customer told us."""
+
+    lines: list[Line]
+    fulfillment: dict[str, Any] = field(default_factory=dict)
+    customer_note: str | None = None
+    source: str = "cart"  # "cashier" when the LLM's draft was used
+    tokens: int = 0
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+_NAME = re.compile(
+    r"\b(?:my name is|name is|name's|this is|i am|i'm|im|call me|under|for)\s+"
+    r"([A-Za-z][A-Za-z'\-]{1,30}(?:\s+[A-Z][A-Za-z'\-]{1,30})?)",
+    re.IGNORECASE,
+)
+_NOT_NAMES = {
+    "a",
+    "an",
+    "the",
+    "done",
+    "good",
+    "fine",
+    "ok",
+    "okay",
+    "ready",
+    "here",
+    "pickup",
+    "delivery",
+    "table",
+    "me",
+    "it",
+    "that",
+    "this",
+    "all",
+    "just",
+    "not",
+    "sure",
+    "two",
+    "one",
+    "three",
+    "hungry",
+    "looking",
+    "going",
+    "back",
+    "in",
+    "at",
+    "to",
+    "take",
+    "takeaway",
+    "now",
+    "later",
+    "today",
+    "tonight",
+}
+_PHONE = re.compile(r"(\+?\d[\d\s().-]{6,}\d)")
+_TABLE = re.compile(
+    r"\btable\s*(?:number\s*|no\.?\s*|#\s*)?(\d{1,4}|[a-z]\d{0,3})\b", re.IGNORECASE
+)
+_ADDRESS = re.compile(r"\b(?:deliver(?:ed|y)? to|address is|address:)\s+(.{5,200})", re.IGNORECASE)
+
+
+def find_name(text: str) -> str | None:
+    for match in _NAME.finditer(text):
+        candidate = match.group(1).strip()
+        if candidate.split()[0].casefold() not in _NOT_NAMES:
+            return candidate.title() if candidate.islower() else candidate
+    return None
+
+
+def name_from_answer(text: str) -> str | None:
+    """The reply to "what name should I put the order under?": a sentence or just the name."""
+    found = find_name(text)
+    if found:
+        return found
+    words = re.sub(r"[^\w\s'\-]", " ", text).split()
+    plain = all(w.isalpha() or "-" in w or "'" in w for w in words)
+    if 1 <= len(words) <= 3 and plain and words[0].casefold() not in _NOT_NAMES:
+        return " ".join(w[:1].upper() + w[1:] for w in words)
+    return None
+
+
+def fulfillment_from_conversation(texts: list[str], modes: tuple[str, ...]) -> dict[str, Any]:
+    """Name, phone, table, address and fulfilment type as the customer wrote them."""
+    out: dict[str, Any] = {
+        "type": None,
+        "name": None,
+        "phone": None,
+        "address": None,
+        "table": None,
+    }
+    for text in texts:
+        low = text.casefold()
+        out["name"] = find_name(text) or out["name"]
+        if m := _PHONE.search(text):
+            out["phone"] = " ".join(m.group(1).split())
+        if m := _TABLE.search(text):
+            out["table"] = m.group(1)
+            out["type"] = "table" if "table" in modes else out["type"]
+        if m := _ADDRESS.search(text):
+            out["address"] = m.group(1).strip().rstrip(".")
+        for kind, words in (
+            ("delivery", ("deliver",)),
+            ("pickup", ("pick up", "pickup", "collect")),
+        ):
+            if kind in modes and any(w in low for w in words):
+                out["type"] = kind
+    return out
+
+
+def merge_fulfillment(primary: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: primary.get(k) or fallback.get(k) for k in ("type", "name", "phone", "address", "table")
+    }
+
+
+def _key(line: Line) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
+    return (line.product_id, tuple((s.group, s.choice) for s in line.options), line.note)
+
+
+def cart_difference(cart: list[Line], draft: list[Line]) -> list[str]:
+    """How the draft differs from the cart (empty when they name the same items)."""
+    a: Counter = Counter()
+    b: Counter = Counter()
+    for line in cart:
+        a[_key(line)] += line.quantity
+    for line in draft:
+        b[_key(line)] += line.quantity
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        if a[key] != b[key]:
+            out.append(f"{key[0]} {list(key[1])}: cart {a[key]}, cashier {b[key]}")
+    return out
+
+
+def offline_draft(cart: Cart, texts: list[str], shop: ShopContext) -> Draft:
+    """The offline Cashier: the cart, and the fulfilment details found in the conversation."""
+    return Draft(list(cart.lines), fulfillment_from_conversation(texts, shop.fulfillment_modes))
+
+
+def cashier_menu_lines(menu: Menu, cart: Cart, texts: list[str]) -> list[str]:
+    """The whole menu when small; otherwise the cart's products and what the customer named."""
+    if len(menu.products) <= CASHIER_MENU_LIMIT:
+        return [product_line(p, menu.currency) for p in menu.products]
+    ids = [line.product_id for line in cart.lines]
+    for text in texts[-10:]:
+        ids += [r["product_id"] for r in search_menu(menu, text)]
+    seen = dict.fromkeys(ids)
+    products = [p for pid in list(seen)[:CASHIER_MENU_LIMIT] if (p := menu.get(pid)) is not None]
+    return [product_line(p, menu.currency) for p in products]
+
+
+# ---------------------------------------------------------------- the LLM Cashier
+
+
+class LLMCashier:
+    """Structured Outputs over Chat Completions; the server prices whatever it names."""
+
+    def __init__(self, llm: LLM, settings: Settings) -> None:
+        self.llm = llm
+        self.settings = settings
+
+    async def draft(
+        self, shop: ShopContext, menu: Menu, cart: Cart, history: list[dict[str, Any]]
+    ) -> Draft:
+        """The Cashier's priced draft, or the cart when it fails twice (or the call fails)."""
+        texts = [m["content"] for m in history if m.get("role") == "user"]
+        heuristics = fulfillment_from_conversation(texts, shop.fulfillment_modes)
+        modes = [m for m in shop.fulfillment_modes if m in FULFILLMENT_TYPES] or ["pickup"]
+        system = render_prompt(
+            "cashier",
+            shop=shop,
+            modes=", ".join(modes),
+            default_mode=modes[0],
+            menu_lines=cashier_menu_lines(menu, cart, texts),
+            cart_json=json.dumps(
+                [
+                    {
+                        "product_id": line.product_id,
+                        "quantity": line.quantity,
+                        "options": [{"group": s.group, "choice": s.choice} for s in line.options],
+                        "note": line.note,
+                    }
+                    for line in cart.lines
+                ]
+            ),
+        )
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        messages += [
+            {"role": m["role"], "content": m["content"]}
+            for m in history[-40:]
+            if m.get("role") in ("user", "assistant") and m.get("content")
+        ]
+        messages.append({"role": "user", "content": "Write the final order JSON now."})
+        tokens = 0
+        for attempt in (1, 2):
+            try:
+                response = await self.llm.client.chat.completions.create(
+                    model=self.llm.model,
+                    messages=messages,
+                    response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+                    max_tokens=self.settings.llm_max_output_tokens,
+                )
+            except PROVIDER_ERRORS as err:
+                log.warning("cashier call failed; using the cart", extra={"error": repr(err)[:300]})
+                break
+            if response.usage is not None:
+                tokens += response.usage.total_tokens
+            content = response.choices[0].message.content if response.choices else None
+            try:
+                raw = json.loads(content or "")
+                if not isinstance(raw, dict):
+                    raise OrderDraftError(["The answer is not a JSON object."])
+                lines = price_items(menu, raw.get("items"))
+            except (json.JSONDecodeError, OrderDraftError) as err:
+                problem = str(err)
+                log.info(
+                    "cashier draft invalid", extra={"attempt": attempt, "problem": problem[:300]}
+                )
+                messages.append({"role": "assistant", "content": content or ""})
+                messages.append(
+                    {
+                        "role": "user",
+                        "content": f"That draft is invalid: {problem}. Write it again.",
+                    }
+                )
+                continue
+            diff = cart_difference(list(cart.lines), lines)
+            if diff:
+                log.warning("cashier draft differs from the cart", extra={"difference": diff})
+            fulfillment = raw.get("fulfillment") if isinstance(raw.get("fulfillment"), dict) else {}
+            note = raw.get("customer_note") if isinstance(raw.get("customer_note"), str) else None
+            return Draft(lines, merge_fulfillment(fulfillment, heuristics), note, "cashier", tokens)
+        return Draft(list(cart.lines), heuristics, None, "cart", tokens)
+
+
+# ---------------------------------------------------------------- the handoff (a command)
+
+EMPTY_CART = "Your cart is empty. What would you like to order?"
+ASK_NAME = "What name should I put the order under?"
+ORDER_PLACED = "Your order is placed and waiting for payment. Use the Pay button to pay for it."
+
+
+def paused_reply(shop: ShopContext) -> str:
+    return f"Sorry, {shop.name} is not taking orders right now. Please try again later."
+
+
+def order_summary(lines: list[Line], currency: str) -> str:
+    from server.catalog.money import format_amount
+
+    items = "; ".join(line.describe() for line in lines)
+    total = format_amount(sum(line.line_total for line in lines), currency)
+    return f"Here is your order: {items}. Total {total}. Use the Pay button to pay."
+
+
+def _draft_state(draft: Draft) -> dict[str, Any]:
+    """What a cashier thread remembers while it waits for the customer's name."""
+    return {
+        "awaiting": "name",
+        "items": [
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "options": [{"group": s.group, "choice": s.choice} for s in line.options],
+                "note": line.note,
+            }
+            for line in draft.lines
+        ],
+        "fulfillment": draft.fulfillment,
+        "customer_note": draft.customer_note,
+    }
+
+
+async def hand_off(
+    runner: Any,
+    reply: Any,
+    req: Any,
+    ctx: Any,
+    cart: Cart,
+    history: list[dict[str, Any]],
+    use_llm: bool,
+) -> None:
+    """The customer confirmed: clone the thread, run the Cashier, store the order."""
+    from server.chat import threads
+
+    if ctx.shop.paused:
+        await reply.say(paused_reply(ctx.shop))
+        return
+    if cart.empty:
+        await reply.say(EMPTY_CART)
+        return
+
+    def clone(session: Any) -> str:
+        from server import models
+
+        parent = session.get(models.Thread, req.thread_id)
+        return threads.clone_thread(session, parent).id
+
+    child_id = await runner._write(clone)
+    await reply.event("handoff", {"role": "cashier", "thread_id": child_id})
+    if use_llm:
+        draft = await LLMCashier(runner.llm, runner.settings).draft(
+            ctx.shop, ctx.menu, cart, history
+        )
+        reply.tokens += draft.tokens
+    else:
+        texts = [m["content"] for m in history if m.get("role") == "user"]
+        draft = offline_draft(cart, texts, ctx.shop)
+    await _complete(runner, reply, ctx, draft, child_id, req.thread_id)
+
+
+async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any, use_llm: bool) -> None:
+    """A message to a cashier thread: the name it asked for, or a question after the order."""
+    thread = ctx.thread
+    state = thread.state or {}
+    if thread.order_id:
+        await reply.say(ORDER_PLACED)
+    elif state.get("awaiting") == "name":
+        name = name_from_answer(req.message)
+        if not name:
+            await reply.say(ASK_NAME)
+        else:
+            try:
+                lines = price_items(ctx.menu, state.get("items"))
+            except OrderDraftError as err:
+                lines = []
+                await reply.say(f"Sorry, your order changed on the menu: {err}.")
+            if lines:
+                draft = Draft(
+                    lines,
+                    {**(state.get("fulfillment") or {}), "name": name},
+                    state.get("customer_note"),
+                )
+                await _complete(runner, reply, ctx, draft, thread.id, thread.parent_id)
+    else:
+        history = [*ctx.history, {"role": "user", "content": req.message}]
+        texts = [m["content"] for m in history if m.get("role") == "user"]
+        draft = offline_draft(ctx.cart, texts, ctx.shop)
+        if draft.lines:
+            await _complete(runner, reply, ctx, draft, thread.id, thread.parent_id)
+        else:
+            await reply.say(EMPTY_CART)
+    await reply.store([thread.id])
+
+
+async def _complete(
+    runner: Any, reply: Any, ctx: Any, draft: Draft, cashier_id: str, waiter_id: str | None
+) -> None:
+    """Ask for the name when the shop needs one, else store the order and send it."""
+    from server import models
+    from server.chat import threads
+    from server.orders.create import create_order, order_to_json
+
+    # The reply is stored in the thread the customer wrote to and in the cashier's thread.
+    targets = list(dict.fromkeys([reply.log.thread_id, cashier_id]))
+    if ctx.shop.require_name and not draft.fulfillment.get("name"):
+        state = _draft_state(draft)
+        await runner._write(lambda s: threads.save_thread_state(s, cashier_id, state=state))
+        await reply.say(ASK_NAME)
+        await reply.store(targets)
+        return
+
+    def create(session: Any) -> dict[str, Any] | None:
+        shop = session.get(models.Shop, ctx.shop.shop_id)
+        if shop is None or shop.paused:
+            return None
+        order = create_order(
+            session,
+            shop=shop,
+            menu=ctx.menu,
+            lines=draft.lines,
+            fulfillment=draft.fulfillment,
+            customer_note=draft.customer_note,
+            thread_id=cashier_id,
+        )
+        threads.save_thread_state(session, cashier_id, order_id=order.id, state={})
+        if waiter_id:
+            threads.save_thread_state(session, waiter_id, order_id=order.id)
+        return order_to_json(order)
+
+    order = await runner._write(create)
+    if order is None:
+        await reply.say(paused_reply(ctx.shop))
+        return
+    await reply.say(order_summary(draft.lines, ctx.menu.currency))
+    await reply.store(targets)
+    await reply.event("order", {"order": order})

@@ -1,0 +1,470 @@
+"""Turn orchestration: one customer message -> a reply running in its own asyncio task.
+
+The reply never depends on the HTTP connection. Each event gets the thread's next sequence
+number, is kept in memory for the running turn, published on ``thread:{id}`` and stored as a
+``ThreadEvent`` (deltas batched every ~100 ms, other events at once, in short write
+transactions: none is held across a model call). A follower (the POST response or the events
+endpoint) subscribes first, then reads stored and in-memory events, then follows live,
+de-duplicating by sequence number, until the turn's ``done`` or ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from server import models
+from server.chat import threads
+from server.chat.assistant import CartChanged, Checkout, Notice, TextDelta, Turn, Usage
+from server.chat.llm import LLMUnavailable
+from server.chat.phrases import is_checkout_phrase
+from server.chat.waiter import OpenAIWaiter
+from server.db import Database
+from server.errors import Conflict
+from server.events import EventBus
+from server.ids import utcnow
+from server.settings import Settings
+
+log = logging.getLogger("shop_assist.chat")
+T = TypeVar("T")
+
+FLUSH_SECONDS = 0.1
+TERMINAL = ("done", "error")
+FALLBACK_NOTICE = "Our assistant is having trouble; continuing in simple mode."
+BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
+FOLLOW_POLL_SECONDS = 1.0
+
+
+def offline_waiter() -> Any:
+    try:
+        from server.chat.offline import OfflineWaiter
+    except ImportError:  # stand-in until the offline assistant lands
+        return _StandInWaiter()
+    return OfflineWaiter()
+
+
+class _StandInWaiter:
+    async def reply(self, turn: Turn) -> AsyncIterator[Any]:
+        yield TextDelta("I can only take orders in simple mode right now.")
+
+
+@dataclass
+class TurnRequest:
+    """What the route checked and stored before the reply starts."""
+
+    shop_id: str
+    thread_id: str
+    role: str
+    message: str
+    action: str | None
+    start_seq: int
+    user_message_id: int | None = None
+    created_token: str | None = None
+
+
+@dataclass
+class TurnLog:
+    """The events of one running turn."""
+
+    thread_id: str
+    start_seq: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    last_flush: float = field(default_factory=time.monotonic)
+
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1]["seq"] if self.events else self.start_seq
+
+
+class ChatRunner:
+    """Runs replies in background tasks; one running turn per thread in this process."""
+
+    def __init__(self, settings: Settings, db: Database, bus: EventBus, llm: Any) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.llm = llm
+        self.active: dict[str, TurnLog] = {}
+        self._reserved: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ starting a turn
+
+    def reserve(self, thread_id: str) -> None:
+        """Claim the thread for a new turn, or Conflict when a reply is still running."""
+        if thread_id in self._reserved or thread_id in self.active:
+            raise Conflict("A reply is still being written; wait for it to finish.")
+        self._reserved.add(thread_id)
+
+    def release(self, thread_id: str) -> None:
+        self._reserved.discard(thread_id)
+
+    def start(self, req: TurnRequest) -> TurnLog:
+        """Register the turn and start its task; the ``thread`` event is its first event."""
+        turn_log = TurnLog(req.thread_id, req.start_seq)
+        self.active[req.thread_id] = turn_log
+        self._reserved.discard(req.thread_id)
+        task = asyncio.get_running_loop().create_task(self._run(req, turn_log), name="chat-turn")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return turn_log
+
+    async def wait_idle(self) -> None:
+        """Wait for every running reply (tests and graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------ events
+
+    async def emit(self, turn_log: TurnLog, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        record = {"seq": turn_log.last_seq + 1, "event": event, "data": data}
+        turn_log.events.append(record)
+        turn_log.pending.append(record)
+        await self.bus.publish(f"thread:{turn_log.thread_id}", record)
+        if event != "delta" or time.monotonic() - turn_log.last_flush >= FLUSH_SECONDS:
+            await self.flush(turn_log)
+        return record
+
+    async def flush(self, turn_log: TurnLog) -> None:
+        if not turn_log.pending:
+            return
+        batch, turn_log.pending = turn_log.pending, []
+        turn_log.last_flush = time.monotonic()
+        await self._write(lambda s: threads.store_events(s, turn_log.thread_id, batch))
+
+    async def _write(self, fn: Callable[[Any], T]) -> T:
+        def run() -> T:
+            with self.db.write() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(run)
+
+    async def _read(self, fn: Callable[[Any], T]) -> T:
+        def run() -> T:
+            with self.db.read() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(run)
+
+    # ------------------------------------------------------------ the turn
+
+    async def _run(self, req: TurnRequest, turn_log: TurnLog) -> None:
+        reply = _Reply(self, turn_log)
+        try:
+            await self.emit(turn_log, "thread", {"thread_id": req.thread_id, "role": req.role})
+            await self._turn(req, reply)
+        except asyncio.CancelledError:
+            self._store_now(turn_log, reply)
+            raise
+        except Exception:
+            log.exception("chat turn failed", extra={"thread_id": req.thread_id})
+            await reply.fail("internal", "Something went wrong; please try again.")
+        finally:
+            try:
+                await self.flush(turn_log)
+            except Exception:
+                log.exception("could not store chat events", extra={"thread_id": req.thread_id})
+            turn_log.finished.set()
+            if self.active.get(req.thread_id) is turn_log:
+                del self.active[req.thread_id]
+
+    def _store_now(self, turn_log: TurnLog, reply: _Reply) -> None:
+        """Cancelled (shutdown): keep what was said, synchronously, before the loop goes."""
+        try:
+            with self.db.write() as session:
+                threads.store_events(session, turn_log.thread_id, turn_log.pending)
+                if reply.text and not reply.stored:
+                    threads.add_message(
+                        session, turn_log.thread_id, "assistant", reply.full_text, complete=False
+                    )
+            turn_log.pending = []
+        except Exception:
+            log.exception("could not store a cancelled reply")
+
+    async def _turn(self, req: TurnRequest, reply: _Reply) -> None:
+        from server.chat import cashier
+
+        ctx = await self._read(lambda s: load_context(s, req))
+        if ctx.menu is None:
+            await reply.say("This shop has no menu yet, so it cannot take orders.")
+            await reply.finish([req.thread_id])
+            return
+        use_llm = self.llm is not None
+        if use_llm and ctx.tokens_today >= self.settings.shop_daily_tokens:
+            use_llm = False
+            await reply.event("notice", {"text": BUDGET_NOTICE})
+        turn = Turn(
+            shop=ctx.shop,
+            menu=ctx.menu,
+            cart=ctx.cart,
+            message=req.message,
+            history=ctx.history,
+            state=dict(ctx.thread.state or {}),
+            thread_id=req.thread_id,
+        )
+        if req.role == "cashier":
+            await cashier.continue_cashier(self, reply, req, ctx, use_llm)
+        else:
+            confirmed = is_confirmation(req)
+            checkout: bool | None = confirmed
+            # A bare "that's all" (or the button) goes straight to the Cashier; a longer
+            # message ("and a croissant, that's all") is ordered first.
+            if req.action != "checkout" and not (confirmed and len(req.message.split()) <= 6):
+                checkout = await reply.run_with_fallback(turn, use_llm)
+                checkout = None if checkout is None else (checkout or confirmed)
+            await self._write(
+                lambda s: threads.save_thread_state(
+                    s, req.thread_id, cart=turn.cart.to_state(), state=turn.state
+                )
+            )
+            if checkout is None:  # the model failed mid-reply: partial text kept, error sent
+                await reply.store([req.thread_id], complete=False)
+                await self._count_usage(req.shop_id, reply)
+                return
+            await reply.store([req.thread_id])
+            if checkout:
+                history = [
+                    *ctx.history,
+                    *([{"role": "user", "content": req.message}] if req.message else []),
+                ]
+                await cashier.hand_off(self, reply, req, ctx, turn.cart, history, use_llm)
+        await self._count_usage(req.shop_id, reply)
+        await reply.finish([req.thread_id])
+
+    async def _count_usage(self, shop_id: str, reply: _Reply) -> None:
+        if reply.tokens:
+            n, reply.tokens = reply.tokens, 0
+            await self._write(lambda s: threads.add_usage(s, shop_id, today(), n))
+
+    # ------------------------------------------------------------ following
+
+    async def follow(
+        self,
+        thread_id: str,
+        after: int,
+        *,
+        turn_log: TurnLog | None = None,
+        token: str | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """SSE events after ``after``: stored, then buffered, then live until the turn ends."""
+        async with self.bus.subscribe(f"thread:{thread_id}") as sub:
+            running = turn_log or self.active.get(thread_id)
+            stored = await self._read(lambda s: threads.events_after(s, thread_id, after))
+            known = {e["seq"]: e for e in stored}
+            for e in running.events if running else ():
+                if e["seq"] > after:
+                    known.setdefault(e["seq"], e)
+            last = after
+            ended = running is None or running.finished.is_set()
+            for seq in sorted(known):
+                e = known[seq]
+                yield _sse(e, token)
+                last = seq
+                if running and e["event"] in TERMINAL and seq > running.start_seq:
+                    ended = True
+            if running is None:
+                ended = not known or known[max(known)]["event"] in TERMINAL
+            idle_since = time.monotonic()
+            while not ended:
+                msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
+                if msg is None:
+                    # Quiet: catch up from memory or the database (another worker's turn, a
+                    # bus reconnect), and stop when that turn is over or long silent.
+                    pending = (
+                        running.events
+                        if running
+                        else await self._read(
+                            lambda s, last=last: threads.events_after(s, thread_id, last)
+                        )
+                    )
+                    for e in pending:
+                        if e["seq"] > last:
+                            yield _sse(e, token)
+                            last = e["seq"]
+                            idle_since = time.monotonic()
+                            ended = ended or e["event"] in TERMINAL
+                    if running is not None and running.finished.is_set():
+                        ended = True
+                    if time.monotonic() - idle_since > self.settings.llm_timeout * 2:
+                        ended = True
+                    continue
+                seq = int(msg.get("seq", 0))
+                if seq <= last:
+                    continue
+                if seq > last + 1:  # a gap: fill it from memory or the database
+                    gap = (
+                        running.events
+                        if running
+                        else await self._read(
+                            lambda s, last=last: threads.events_after(s, thread_id, last)
+                        )
+                    )
+                    for e in gap:
+                        if last < e["seq"] < seq:
+                            yield _sse(e, token)
+                            last = e["seq"]
+                yield _sse(msg, token)
+                last = seq
+                idle_since = time.monotonic()
+                ended = msg.get("event") in TERMINAL
+
+
+def _sse(record: dict[str, Any], token: str | None) -> dict[str, Any]:
+    data = record["data"]
+    if record["event"] == "thread" and token:
+        data = {**data, "thread_token": token}
+    return {"event": record["event"], "id": str(record["seq"]), "data": json.dumps(data)}
+
+
+class _Reply:
+    """The assistant's side of one turn: text so far, and helpers that emit events."""
+
+    def __init__(self, runner: ChatRunner, turn_log: TurnLog) -> None:
+        self.runner = runner
+        self.log = turn_log
+        self.parts: list[str] = []
+        self.text = False
+        self.stored = False
+        self.stored_parts = 0
+        self.message_id: int | None = None
+        self.tokens = 0
+
+    @property
+    def full_text(self) -> str:
+        return "".join(self.parts)
+
+    async def say(self, text: str) -> None:
+        if text:
+            self.parts.append(text)
+            self.text = True
+            await self.runner.emit(self.log, "delta", {"text": text})
+
+    async def event(self, name: str, data: dict[str, Any]) -> None:
+        await self.runner.emit(self.log, name, data)
+
+    async def store(self, thread_ids: list[str], *, complete: bool = True) -> int | None:
+        """Store the text said since the last call as one assistant message in each thread."""
+        text = "".join(self.parts[self.stored_parts :])
+        self.stored_parts = len(self.parts)
+        if not text:
+            return self.message_id
+
+        def write(session: Any) -> int | None:
+            ids = []
+            for thread_id in thread_ids:
+                ids.append(
+                    threads.add_message(session, thread_id, "assistant", text, complete=complete).id
+                )
+                threads.count_message(session, thread_id)
+            return ids[0]
+
+        self.message_id = await self.runner._write(write)
+        self.stored = True
+        return self.message_id
+
+    async def finish(self, thread_ids: list[str]) -> None:
+        """Store what is left and send ``done``."""
+        await self.store(thread_ids)
+        await self.event("done", {"message_id": self.message_id})
+
+    async def fail(self, code: str, message: str, retryable: bool = True) -> None:
+        await self.runner.emit(
+            self.log, "error", {"code": code, "message": message, "retryable": retryable}
+        )
+
+    async def run_waiter(self, waiter: Any, turn: Turn) -> bool:
+        """Relay the waiter's events; True when it asked for the Cashier."""
+        checkout = False
+        async for ev in waiter.reply(turn):
+            if isinstance(ev, TextDelta):
+                await self.say(ev.text)
+            elif isinstance(ev, CartChanged):
+                turn.cart = ev.cart
+                await self.event("cart", {"cart": ev.cart.to_json()})
+            elif isinstance(ev, Notice):
+                await self.event("notice", {"text": ev.text})
+            elif isinstance(ev, Usage):
+                self.tokens += ev.prompt_tokens + ev.completion_tokens
+            elif isinstance(ev, Checkout):
+                checkout = True
+        return checkout
+
+    async def run_with_fallback(self, turn: Turn, use_llm: bool) -> bool | None:
+        """The OpenAI Waiter, or the offline one when it fails before saying anything.
+
+        Returns whether the customer checked out, or None when the turn ended in an error."""
+        if not use_llm:
+            return await self.run_waiter(offline_waiter(), turn)
+        try:
+            return await self.run_waiter(OpenAIWaiter(self.runner.llm, self.runner.settings), turn)
+        except LLMUnavailable as err:
+            if self.text:
+                # Part of the answer is out: keep it and the cart, end cleanly.
+                await self.fail("upstream_error", f"{err} Please send your message again.")
+                return None
+            await self.event("notice", {"text": FALLBACK_NOTICE})
+            return await self.run_waiter(offline_waiter(), turn)
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A thread as read at the start of a turn (plain values, no session attached)."""
+
+    id: str
+    role: str
+    parent_id: str | None
+    order_id: str | None
+    state: dict[str, Any]
+
+
+@dataclass
+class TurnContext:
+    """What a turn reads before it starts (one short read transaction)."""
+
+    shop: Any
+    menu: Any
+    thread: ThreadInfo
+    cart: Any
+    history: list[dict[str, Any]]
+    tokens_today: int
+
+
+def load_context(session: Any, req: TurnRequest) -> TurnContext:
+    from server.catalog.service import load_menu
+    from server.orders.cart import Cart
+    from server.shops.service import get_shop
+
+    shop = get_shop(session, req.shop_id)
+    thread = session.get(models.Thread, req.thread_id)
+    menu = load_menu(session, req.shop_id)
+    rows = threads.history(session, req.thread_id, limit=60)
+    if req.user_message_id is not None and rows and rows[-1]["role"] == "user":
+        rows = rows[:-1]  # this turn's message is the Turn's ``message``
+    return TurnContext(
+        shop=threads.shop_context(shop),
+        menu=menu,
+        thread=ThreadInfo(
+            thread.id, thread.role, thread.parent_id, thread.order_id, dict(thread.state or {})
+        ),
+        cart=Cart.from_state(thread.cart, menu.currency if menu else shop.currency),
+        history=rows,
+        tokens_today=threads.usage_on(session, req.shop_id, today()),
+    )
+
+
+def today() -> str:
+    return utcnow().strftime("%Y-%m-%d")
+
+
+def is_confirmation(req: TurnRequest) -> bool:
+    return req.action == "checkout" or (bool(req.message) and is_checkout_phrase(req.message))
+
+
+__all__ = ["BUDGET_NOTICE", "ChatRunner", "TurnLog", "TurnRequest", "models"]

@@ -1,0 +1,227 @@
+"""Threads: commands (create, clone, store messages and events, count usage) and queries
+(look up with the token, history, events after a sequence number).
+
+A thread is reached only with its token; the database keeps its SHA-256. A wrong token and an
+unknown id both raise the same :class:`~server.errors.NotFound`, so nothing is revealed.
+Every function takes a session: the caller owns the (short) transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, select
+
+from server import models
+from server.chat.assistant import ShopContext
+from server.errors import NotFound
+from server.ids import hash_token, iso, new_id, tokens_equal, utcnow
+
+THREAD_NOT_FOUND = "No such conversation."
+
+
+# ---------------------------------------------------------------- commands
+
+
+def create_thread(session: Session, shop_id: str, token: str, client_ip: str = "") -> models.Thread:
+    thread = models.Thread(
+        id=new_id("thr"), shop_id=shop_id, token_hash=hash_token(token), client_ip=client_ip[:64]
+    )
+    session.add(thread)
+    session.flush()
+    return thread
+
+
+def clone_thread(session: Session, parent: models.Thread) -> models.Thread:
+    """The Cashier's copy: role ``cashier``, linked to ``parent``, same token, same messages."""
+    child = models.Thread(
+        id=new_id("thr"),
+        shop_id=parent.shop_id,
+        token_hash=parent.token_hash,
+        role="cashier",
+        parent_id=parent.id,
+        cart=dict(parent.cart),
+        client_ip=parent.client_ip,
+        message_count=parent.message_count,
+    )
+    session.add(child)
+    session.flush()
+    rows = session.exec(
+        select(models.Message)
+        .where(models.Message.thread_id == parent.id)
+        .order_by(models.Message.id)
+    ).all()
+    for m in rows:
+        session.add(
+            models.Message(
+                thread_id=child.id,
+                role=m.role,
+                content=m.content,
+                tool_calls=m.tool_calls,
+                tool_call_id=m.tool_call_id,
+                complete=m.complete,
+                created_at=m.created_at,
+            )
+        )
+    session.flush()
+    return child
+
+
+def add_message(
+    session: Session, thread_id: str, role: str, content: str, *, complete: bool = True
+) -> models.Message:
+    message = models.Message(thread_id=thread_id, role=role, content=content, complete=complete)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def count_message(session: Session, thread_id: str) -> None:
+    session.execute(
+        update(models.Thread)
+        .where(models.Thread.id == thread_id)
+        .values(message_count=models.Thread.message_count + 1, updated_at=utcnow())
+    )
+
+
+def store_events(session: Session, thread_id: str, events: list[dict[str, Any]]) -> None:
+    """Append ``[{seq, event, data}]`` to the thread's log and advance ``last_seq``."""
+    if not events:
+        return
+    for e in events:
+        session.add(
+            models.ThreadEvent(thread_id=thread_id, seq=e["seq"], event=e["event"], data=e["data"])
+        )
+    session.flush()
+    last = max(e["seq"] for e in events)
+    session.execute(
+        update(models.Thread)
+        .where(models.Thread.id == thread_id, models.Thread.last_seq < last)
+        .values(last_seq=last)
+    )
+
+
+def save_thread_state(
+    session: Session,
+    thread_id: str,
+    *,
+    cart: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    order_id: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if cart is not None:
+        values["cart"] = cart
+    if state is not None:
+        values["state"] = state
+    if order_id is not None:
+        values["order_id"] = order_id
+    session.execute(update(models.Thread).where(models.Thread.id == thread_id).values(**values))
+
+
+def add_usage(session: Session, shop_id: str, day: str, tokens: int) -> None:
+    """Count model tokens against the shop's day (the write scope begins IMMEDIATE on SQLite)."""
+    row = session.exec(
+        select(models.ShopUsage).where(
+            models.ShopUsage.shop_id == shop_id, models.ShopUsage.day == day
+        )
+    ).first()
+    if row is None:
+        session.add(models.ShopUsage(shop_id=shop_id, day=day, tokens=tokens))
+    else:
+        row.tokens += tokens
+        session.add(row)
+
+
+# ---------------------------------------------------------------- queries
+
+
+def find_thread(session: Session, shop_id: str, thread_id: Any, token: Any) -> models.Thread:
+    """The thread when ``token`` opens it, else NotFound (same answer for every failure)."""
+    if not isinstance(thread_id, str) or not isinstance(token, str) or not token:
+        raise NotFound(THREAD_NOT_FOUND)
+    thread = session.get(models.Thread, thread_id)
+    if thread is None or thread.shop_id != shop_id:
+        raise NotFound(THREAD_NOT_FOUND)
+    if not tokens_equal(thread.token_hash, hash_token(token)):
+        raise NotFound(THREAD_NOT_FOUND)
+    return thread
+
+
+def history(session: Session, thread_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The customer-visible conversation: user and assistant text, oldest first."""
+    rows = session.exec(
+        select(models.Message)
+        .where(
+            models.Message.thread_id == thread_id,
+            models.Message.role.in_(("user", "assistant")),  # type: ignore[attr-defined]
+        )
+        .order_by(models.Message.id.desc())  # type: ignore[union-attr]
+        .limit(limit)
+    ).all()
+    return [
+        {"role": m.role, "content": m.content, "created_at": iso(m.created_at)}
+        for m in reversed(rows)
+        if m.content
+    ]
+
+
+def events_after(session: Session, thread_id: str, after: int) -> list[dict[str, Any]]:
+    rows = session.exec(
+        select(models.ThreadEvent)
+        .where(models.ThreadEvent.thread_id == thread_id, models.ThreadEvent.seq > after)
+        .order_by(models.ThreadEvent.seq)
+    ).all()
+    return [{"seq": r.seq, "event": r.event, "data": r.data} for r in rows]
+
+
+def usage_on(session: Session, shop_id: str, day: str) -> int:
+    total = session.exec(
+        select(func.coalesce(func.sum(models.ShopUsage.tokens), 0)).where(
+            models.ShopUsage.shop_id == shop_id, models.ShopUsage.day == day
+        )
+    ).one()
+    return int(total or 0)
+
+
+def shop_context(shop: models.Shop) -> ShopContext:
+    return ShopContext(
+        shop_id=shop.id,
+        name=shop.name,
+        currency=shop.currency,
+        greeting=shop.greeting,
+        require_name=shop.require_name,
+        fulfillment_modes=tuple(shop.fulfillment_modes or ["pickup"]),
+        paused=shop.paused,
+        paused_reason="ordering is paused" if shop.paused else "",
+    )
+
+
+def thread_view(session: Session, thread: models.Thread) -> dict[str, Any]:
+    """``GET .../threads/{id}``: messages, cart, order, role, parent."""
+    from server.orders.create import order_to_json
+
+    order = session.get(models.Order, thread.order_id) if thread.order_id else None
+    cart = thread.cart or {}
+    shop = session.get(models.Shop, thread.shop_id)
+    currency = shop.currency if shop else "usd"
+    return {
+        "thread_id": thread.id,
+        "role": thread.role,
+        "messages": history(session, thread.id),
+        "cart": {
+            "lines": cart.get("lines", []),
+            "subtotal": cart.get("subtotal", 0),
+            "currency": cart.get("currency", currency),
+        },
+        "order": order_to_json(order) if order else None,
+        "parent_id": thread.parent_id,
+        "last_event_id": thread.last_seq,
+    }
+
+
+def new_thread_token() -> str:
+    from server.ids import new_token
+
+    return new_token()

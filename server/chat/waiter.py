@@ -1,0 +1,228 @@
+"""The OpenAI Waiter: Chat Completions with streaming and the six tools of ``tools.py``.
+
+Each model round streams text (yielded as :class:`TextDelta`) and tool calls (joined by index).
+Tool calls run against the catalog; their results go back to the model for the next round, at
+most ``settings.llm_max_tool_rounds`` rounds per customer message. Provider failures surface as
+:class:`~server.chat.llm.LLMUnavailable` so the runner can fall back to the offline Waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from server.catalog.model import Menu, Product
+from server.catalog.money import format_amount
+from server.chat.assistant import (
+    AssistantEvent,
+    CartChanged,
+    Checkout,
+    ShopContext,
+    TextDelta,
+    Turn,
+    Usage,
+)
+from server.chat.llm import LLM, PROVIDER_ERRORS, LLMUnavailable, as_unavailable
+from server.chat.tools import TOOL_SCHEMAS, run_tool
+from server.orders.cart import Cart
+from server.settings import Settings
+
+log = logging.getLogger("shop_assist.chat")
+
+FULL_MENU_MAX_PRODUCTS = 150
+MAX_CATEGORIES_IN_PROMPT = 200
+HISTORY_MESSAGES = 20  # earlier turns sent to the model; the cart carries the rest
+ROUNDS_EXHAUSTED = "Sorry, I got stuck on that one. Could you say it another way?"
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("prompts")),
+        autoescape=False,  # plain-text prompts, not HTML
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render_prompt(name: str, **context: Any) -> str:
+    """Render ``server/chat/prompts/{name}.j2``."""
+    return _templates().get_template(f"{name}.j2").render(**context)
+
+
+def _clean(text: str, limit: int = 80) -> str:
+    """Catalog text inside the prompt: one line, no delimiter look-alikes, bounded."""
+    text = " ".join(str(text).split()).replace("<<<", "").replace(">>>", "").replace("|", "/")
+    return text[:limit]
+
+
+def product_line(product: Product, currency: str) -> str:
+    """``latte | Latte | $4.50 | Size: Small, Medium (+$0.50); Milk[required]: ...``"""
+    groups = []
+    for g in product.options:
+        choices = ", ".join(
+            _clean(c.name, 40)
+            + (f" (+{format_amount(c.price_delta, currency)})" if c.price_delta else "")
+            for c in g.choices
+        )
+        marks = "[required]" if g.required else ""
+        if g.max_choices > 1:
+            marks += f"[up to {g.max_choices}]"
+        groups.append(f"{_clean(g.name, 40)}{marks}: {choices}")
+    parts = [_clean(product.id, 60), _clean(product.name), format_amount(product.price, currency)]
+    parts.append("; ".join(groups) or "-")
+    if product.tags:
+        parts.append("tags: " + ", ".join(_clean(t, 20) for t in product.tags))
+    if not product.available:
+        parts.append("SOLD OUT")
+    return " | ".join(parts)
+
+
+def cart_lines(cart: Cart) -> list[str]:
+    lines = []
+    for line in cart.lines:
+        opts = ", ".join(s.choice for s in line.options)
+        text = f"{line.line_id} | {line.quantity} x {_clean(line.name)}"
+        text += f" ({_clean(opts, 120)})" if opts else ""
+        if line.note:
+            text += f" note: {_clean(line.note, 200)}"
+        lines.append(f"{text} | {format_amount(line.line_total, cart.currency)}")
+    return lines
+
+
+def waiter_system_prompt(shop: ShopContext, menu: Menu, cart: Cart) -> str:
+    """The system prompt: rules, the menu (whole when small, categories when large), the cart."""
+    full = len(menu.products) <= FULL_MENU_MAX_PRODUCTS
+    counts: dict[str, int] = {}
+    for p in menu.products:
+        counts[p.category or "Other"] = counts.get(p.category or "Other", 0) + 1
+    cats = [f"{_clean(c, 40)} ({n})" for c, n in counts.items()]
+    if len(cats) > MAX_CATEGORIES_IN_PROMPT:
+        cats = [
+            *cats[:MAX_CATEGORIES_IN_PROMPT],
+            f"... and {len(cats) - MAX_CATEGORIES_IN_PROMPT} more",
+        ]
+    return render_prompt(
+        "waiter",
+        shop=shop,
+        currency=menu.currency.upper(),
+        full_menu=full,
+        menu_lines=[product_line(p, menu.currency) for p in menu.products] if full else [],
+        product_count=len(menu.products),
+        categories="; ".join(cats),
+        cart_lines=cart_lines(cart),
+        subtotal=format_amount(cart.subtotal, cart.currency),
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters per token for English text)."""
+    return (len(text) + 3) // 4
+
+
+class OpenAIWaiter:
+    """Implements the :class:`~server.chat.assistant.Waiter` protocol over Chat Completions."""
+
+    def __init__(self, llm: LLM, settings: Settings) -> None:
+        self.llm = llm
+        self.settings = settings
+
+    async def reply(self, turn: Turn) -> AsyncIterator[AssistantEvent]:
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": waiter_system_prompt(turn.shop, turn.menu, turn.cart)},
+            *[
+                {"role": m["role"], "content": m["content"]}
+                for m in turn.history[-HISTORY_MESSAGES:]
+                if m.get("role") in ("user", "assistant") and m.get("content")
+            ],
+            {"role": "user", "content": turn.message},
+        ]
+        for _round in range(self.settings.llm_max_tool_rounds):
+            calls: dict[int, dict[str, Any]] = {}
+            text: list[str] = []
+            async for event in self._stream(messages, calls, text):
+                yield event
+            if not calls:
+                return
+            ordered = [calls[i] for i in sorted(calls)]
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(text) or None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
+                        for c in ordered
+                    ],
+                }
+            )
+            checkout = False
+            for call in ordered:
+                result = run_tool(call["name"], call["arguments"], turn.menu, turn.cart)
+                if not result.ok:
+                    log.info(
+                        "tool refused", extra={"tool": call["name"], "thread_id": turn.thread_id}
+                    )
+                if result.changed:
+                    turn.cart = result.cart
+                    yield CartChanged(result.cart)
+                checkout = checkout or result.checkout
+                messages.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": result.content}
+                )
+            if checkout:
+                yield Checkout()
+                return
+        yield TextDelta(ROUNDS_EXHAUSTED)
+
+    async def _stream(
+        self, messages: list[dict[str, Any]], calls: dict[int, dict[str, Any]], text: list[str]
+    ) -> AsyncIterator[AssistantEvent]:
+        """One model round: yields text and usage; fills ``calls`` (joined by index)."""
+        # The SDK's timeout bounds the connect and each read; this deadline bounds the reply.
+        deadline = asyncio.get_running_loop().time() + self.settings.llm_timeout
+        try:
+            stream = await self.llm.client.chat.completions.create(
+                model=self.llm.model,
+                messages=messages,
+                tools=TOOL_SCHEMAS,
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=self.settings.llm_max_output_tokens,
+            )
+            async with stream:
+                async for chunk in stream:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise TimeoutError("reply deadline")
+                    if chunk.usage is not None:
+                        yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    if not chunk.choices:
+                        continue
+                    delta = chunk.choices[0].delta
+                    if delta.content:
+                        text.append(delta.content)
+                        yield TextDelta(delta.content)
+                    for tc in delta.tool_calls or []:
+                        call = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                        call["id"] = call["id"] or tc.id or ""
+                        if tc.function is not None:
+                            # id and name come first; some servers repeat the name later.
+                            call["name"] = call["name"] or tc.function.name or ""
+                            call["arguments"] += tc.function.arguments or ""
+        except PROVIDER_ERRORS as err:
+            log.warning("llm call failed", extra={"error": repr(err)[:300]})
+            raise as_unavailable(err) from err
+        for index, call in calls.items():
+            call["id"] = call["id"] or f"call_{index}"
+
+
+__all__ = ["LLMUnavailable", "OpenAIWaiter", "estimate_tokens", "waiter_system_prompt"]
