@@ -15,7 +15,10 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,26 @@ NOTIFY_TIMEOUT = 10.0
 SIGNATURE_HEADER = "Shop-Assist-Signature"
 
 _background: set[asyncio.Task[None]] = set()
+_write_locks: weakref.WeakKeyDictionary[Database, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def serialised_write(db: Database) -> Iterator[Session]:
+    """``db.write()``, taken one at a time per process on SQLite.
+
+    SQLite admits one writer anyway; threads queueing on a lock are handed over at once, while
+    SQLite's own busy handler sleeps between retries (up to 100 ms each), which in a burst of
+    webhooks made the slowest deliveries wait far longer than the work takes.
+    """
+    if not db.is_sqlite:
+        with db.write() as s:
+            yield s
+        return
+    with _locks_guard:
+        lock = _write_locks.setdefault(db, threading.RLock())
+    with lock, db.write() as s:
+        yield s
 
 
 @dataclass(frozen=True)
@@ -165,7 +188,7 @@ def _load(db: Database, order_id: str) -> tuple[models.Order | None, models.Shop
 
 
 def _mark_fulfilled(db: Database, order_id: str) -> None:
-    with db.write() as s:
+    with serialised_write(db) as s:
         order = s.get(models.Order, order_id)
         if order is not None and order.fulfilled_at is None:
             order.fulfilled_at = utcnow()
@@ -250,7 +273,7 @@ def _log_delivery(
     error: str | None,
     ok: bool,
 ) -> None:
-    with db.write() as s:
+    with serialised_write(db) as s:
         s.add(
             models.WebhookDelivery(
                 shop_id=shop.id,

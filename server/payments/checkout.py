@@ -26,7 +26,7 @@ from server.db import Database
 from server.errors import Conflict, NotFound, Unprocessable
 from server.ids import hash_token, iso, sign, tokens_equal, utcnow
 from server.orders import status as st
-from server.orders.fulfil import StatusChange, change_status, lock_order
+from server.orders.fulfil import StatusChange, change_status, lock_order, serialised_write
 from server.payments.gateway import Payments, gateway_for_shop
 from server.settings import Settings
 
@@ -163,7 +163,7 @@ def _reprice(s: Any, order: models.Order, items: Any) -> None:
 def _reserve(
     db: Database, shop_id: str, body: dict[str, Any], now: datetime
 ) -> tuple[models.Order, models.Shop, CheckoutPlan, list[StatusChange]]:
-    with db.write() as s:
+    with serialised_write(db) as s:
         order_id = body.get("order_id")
         order = lock_order(s, order_id) if isinstance(order_id, str) else None
         if order is None or order.shop_id != shop_id:
@@ -199,7 +199,7 @@ def _reserve(
 def _store(
     db: Database, order_id: str, version: int, attempt: int, session: Any, mode: str
 ) -> None:
-    with db.write() as s:
+    with serialised_write(db) as s:
         order = lock_order(s, order_id)
         if order is None or order.checkout_version != version or order.checkout_attempt != attempt:
             return  # a newer checkout was reserved meanwhile; it stores its own session

@@ -22,7 +22,7 @@ from server.errors import AppError, NotFound, PayloadTooLarge, UpstreamError
 from server.http import request_id
 from server.ids import tokens_equal
 from server.orders import status as st
-from server.orders.fulfil import after_commit
+from server.orders.fulfil import after_commit, serialised_write
 from server.payments.checkout import order_token
 from server.payments.gateway import gateway_for_order
 from server.payments.webhook import EventResult, record_event, settle_session
@@ -77,7 +77,7 @@ def _load(db: Database, order_id: str) -> tuple[models.Order, models.Shop] | Non
 
 
 def _settle(db: Database, obj: dict[str, Any]) -> EventResult:
-    with db.write() as s:
+    with serialised_write(db) as s:
         return settle_session(s, obj, source="return")
 
 

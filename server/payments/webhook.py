@@ -20,7 +20,13 @@ from server import models
 from server.db import Database
 from server.ids import utcnow
 from server.orders import status as st
-from server.orders.fulfil import StatusChange, change_status, flag_order, lock_order
+from server.orders.fulfil import (
+    StatusChange,
+    change_status,
+    flag_order,
+    lock_order,
+    serialised_write,
+)
 
 log = logging.getLogger("shop_assist.payments")
 
@@ -48,7 +54,7 @@ def record_event(db: Database, event: dict[str, Any]) -> EventResult:
 
     An exception rolls everything back, the event id included, so a redelivery is handled anew.
     """
-    with db.write() as s:
+    with serialised_write(db) as s:
         if not _claim(s, event):
             return EventResult(duplicate=True, outcome="duplicate")
         result = apply_event(s, event)

@@ -1,0 +1,252 @@
+"""Benchmark: a burst of 500 signed Stripe webhook deliveries, 20% of them duplicates, against a
+live uvicorn server on SQLite. Reports drain time, handling time (p50/p99, measured in the
+server) and double fulfilments (must be 0). Baseline: the same burst against a bare endpoint
+that only verifies the signature.
+
+``python -m tests.perf.bench_webhooks`` prints the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlmodel import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server import models
+from server.app import create_app
+from server.db import Database
+from server.events import MemoryBus
+from server.ids import hash_token, new_id
+from server.migrate import upgrade
+from server.payments.gateway import verify_stripe_signature
+from server.settings import Settings
+from tests.conftest import LiveServer
+from tests.fakes.fake_stripe import make_event, signed_event
+
+DELIVERIES = 500
+DUPLICATE_SHARE = 0.20
+CONCURRENCY = 50  # connections the sender keeps open at once (Stripe delivers in parallel)
+SECRET = "whsec_bench_0123456789abcdef"
+
+
+class CountingBus(MemoryBus):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paid: Counter[str] = Counter()
+
+    async def publish(self, channel: str, message: dict[str, Any]) -> None:
+        if channel.startswith("shop:") and message.get("type") == "order_paid":
+            self.paid[message["order"]["order_id"]] += 1
+        await super().publish(channel, message)
+
+
+class Timed:
+    """ASGI wrapper: how long the server spent on each request, first byte in to last byte out."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.samples: list[float] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        await self.app(scope, receive, send)
+        self.samples.append(time.perf_counter() - start)
+
+
+def _orders(db: Database, n: int) -> list[tuple[str, str, int]]:
+    with db.write() as s:
+        shop = models.Shop(id=new_id("shp"), name="Bench", slug=new_id("b"))
+        s.add(shop)
+        s.flush()
+        out = []
+        for i in range(n):
+            thread = models.Thread(id=new_id("thr"), shop_id=shop.id, token_hash=hash_token(str(i)))
+            s.add(thread)
+            s.flush()
+            total = 500 + i
+            order = models.Order(
+                id=new_id("ord"),
+                shop_id=shop.id,
+                thread_id=thread.id,
+                currency="usd",
+                items=[
+                    {
+                        "line_id": "l1",
+                        "product_id": "latte",
+                        "name": "Latte",
+                        "quantity": 1,
+                        "options": [],
+                        "note": None,
+                        "unit_price": total,
+                        "line_total": total,
+                    }
+                ],
+                subtotal=total,
+                total=total,
+                catalog_version=1,
+            )
+            s.add(order)
+            out.append((order.id, shop.id, total))
+    return out
+
+
+def _deliveries(orders: list[tuple[str, str, int]]) -> list[tuple[bytes, dict[str, str]]]:
+    rng = random.Random(7)
+    unique = []
+    for order_id, shop_id, total in orders:
+        session = {
+            "id": "cs_" + order_id,
+            "object": "checkout.session",
+            "payment_status": "paid",
+            "amount_total": total,
+            "currency": "usd",
+            "metadata": {"order_id": order_id, "shop_id": shop_id},
+            "payment_intent": "pi_" + order_id,
+        }
+        unique.append(signed_event(make_event("checkout.session.completed", session), SECRET))
+    duplicates = [rng.choice(unique) for _ in range(DELIVERIES - len(unique))]
+    burst = unique + duplicates
+    rng.shuffle(burst)
+    return burst
+
+
+async def _burst(url: str, burst: list[tuple[bytes, dict[str, str]]]) -> tuple[float, list[int]]:
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(body: bytes, headers: dict[str, str]) -> int:
+            async with sem:
+                return (await client.post(url, content=body, headers=headers)).status_code
+
+        start = time.perf_counter()
+        codes = await asyncio.gather(*(one(b, h) for b, h in burst))
+        return time.perf_counter() - start, list(codes)
+
+
+def _measure(
+    app: ASGIApp, burst: list[tuple[bytes, dict[str, str]]]
+) -> tuple[float, list[float], list[int]]:
+    timed = Timed(app)
+    server = LiveServer(timed).start()  # type: ignore[arg-type]
+    try:
+        drain, codes = asyncio.run(_burst(f"{server.url}/api/stripe/webhook", burst))
+    finally:
+        server.stop()
+    return drain, timed.samples, codes
+
+
+def _bare_app() -> Starlette:
+    async def webhook(request: Request) -> JSONResponse:
+        verify_stripe_signature(
+            await request.body(), request.headers.get("stripe-signature"), SECRET
+        )
+        return JSONResponse({"received": True})
+
+    return Starlette(routes=[Route("/api/stripe/webhook", webhook, methods=["POST"])])
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def run() -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        upgrade(url)
+        settings = Settings(
+            database_url=url,
+            payments="demo",
+            assistant="offline",
+            stripe_webhook_secret=SECRET,
+            orders_dir=str(Path(tmp) / "orders"),
+            data_dir=tmp,
+            log_level="warning",
+        )
+        db = Database(url)
+        orders = _orders(db, round(DELIVERIES * (1 - DUPLICATE_SHARE)))
+        burst = _deliveries(orders)
+        bus = CountingBus()
+        drain, samples, codes = _measure(create_app(settings, db=db, bus=bus), burst)
+        base_drain, base_samples, _ = _measure(_bare_app(), burst)
+        with db.read() as s:
+            paid_moves = Counter(
+                s.exec(
+                    select(models.OrderStatusChange.order_id).where(
+                        models.OrderStatusChange.to_status == "paid"
+                    )
+                ).all()
+            )
+        files = len(list((Path(tmp) / "orders").rglob("*.json")))
+        db.dispose()
+
+    doubles = sum(1 for n in bus.paid.values() if n > 1) + sum(
+        1 for n in paid_moves.values() if n > 1
+    )
+    unpaid = len(orders) - len(paid_moves)
+    errors = sum(1 for c in codes if c != 200)
+    note = f"{DELIVERIES} deliveries ({len(orders)} orders, {DELIVERIES - len(orders)} duplicates), {CONCURRENCY} at a time, SQLite"
+    return [
+        {
+            "benchmark": "webhooks: drain time",
+            "value": round(drain, 2),
+            "unit": "s",
+            "baseline": round(base_drain, 2),
+            "note": note + "; baseline: signature check only",
+        },
+        {
+            "benchmark": "webhooks: throughput",
+            "value": round(DELIVERIES / drain),
+            "unit": "deliveries/s",
+            "baseline": round(DELIVERIES / base_drain),
+            "note": "baseline: signature check only",
+        },
+        {
+            "benchmark": "webhooks: p50 handling time",
+            "value": round(_pct(samples, 0.50), 1),
+            "unit": "ms",
+            "baseline": round(_pct(base_samples, 0.50), 1),
+            "note": "measured in the server, per request",
+        },
+        {
+            "benchmark": "webhooks: p99 handling time",
+            "value": round(_pct(samples, 0.99), 1),
+            "unit": "ms",
+            "baseline": round(_pct(base_samples, 0.99), 1),
+            "note": "measured in the server, per request",
+        },
+        {
+            "benchmark": "webhooks: double fulfilments",
+            "value": doubles,
+            "unit": "orders",
+            "baseline": 0,
+            "note": f"must be 0; orders paid {len(paid_moves)}/{len(orders)}, files {files}, non-200 {errors}, unpaid {unpaid}",
+        },
+    ]
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        print(
+            f"{row['benchmark']:<32} {row['value']!s:>8} {row['unit']:<13} baseline {row['baseline']!s:>8}   {row['note']}"
+        )
+
+
+if __name__ == "__main__":
+    _print(run())
