@@ -13,7 +13,7 @@
  *   tax?: number, tip?: number, total: number, number?: string}} Order
  * @typedef {{shop_id: string, name: string, greeting: string, currency: string, exponent: number,
  *   color: string, paused: boolean, mode: string, lang: string, parent: string}} Config
- * @typedef {{thread_id?: string, token?: string, seq: number, busy?: boolean,
+ * @typedef {{thread_id?: string, token?: string, seq: number, busy?: boolean, next?: string,
  *   pay?: {order_id: string, token: string, url?: string, final?: boolean}}} Saved
  */
 
@@ -322,11 +322,13 @@ async function readEvents(res, on) {
 
 /** @param {string} name @param {any} d @param {number} id */
 function onEvent(name, d, id) {
-  if (name === 'thread' || name === 'handoff') {
-    if (d.thread_id && d.thread_id !== st.thread_id) st.seq = 0;
+  if (name === 'thread') {
+    // Every turn opens with this event; its id is the first of the turn in that thread.
     st.thread_id = d.thread_id || st.thread_id;
     if (d.thread_token) st.token = d.thread_token;
-  } else if (name === 'delta') {
+    st.seq = 0;
+  } else if (name === 'handoff') st.next = d.thread_id; // the rest of this turn stays on the old thread
+  else if (name === 'delta') {
     if (typing) { typing.remove(); typing = null; }
     if (!reply) reply = new Md(bubble('sa-bot'));
     reply.push(String(d.text || ''));
@@ -338,13 +340,21 @@ function onEvent(name, d, id) {
     finished = true;
     endReply();
     fail(String(d.message || S[18]), d.retryable && lastSend ? resend : null);
-  } else if (name === 'done') {
+  }
+  if (id) st.seq = Math.max(st.seq || 0, id);
+  if (name === 'done' || name === 'error') {
+    if (st.next) {
+      st.thread_id = st.next;
+      st.next = undefined;
+      st.seq = 0;
+    }
+  }
+  if (name === 'done') {
     finished = true;
     endReply();
     setBusy(false);
     if (!isOpen) toParent({ type: 'unread', count: ++unread });
   }
-  if (id && name !== 'handoff') st.seq = Math.max(st.seq || 0, id);
   save();
 }
 
@@ -620,8 +630,9 @@ window.addEventListener('message', function (e) {
   else if (m.type === 'resize') scroll(true);
 });
 
-window.addEventListener('offline', function () { fail(S[16], hideBar); });
-window.addEventListener('online', function () { if (barText.textContent === S[16]) hideBar(); });
+// Going offline while idle is only news; a message that failed keeps its Retry.
+window.addEventListener('offline', function () { if (bar.hidden && !busy) fail(S[16], null); });
+window.addEventListener('online', function () { if (!bar.hidden && barBtn.hidden) hideBar(); });
 
 // On phones keep the input above the on-screen keyboard (the hosted page owns its viewport).
 var vv = window.visualViewport;

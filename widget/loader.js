@@ -56,7 +56,7 @@ if (root.adoptedStyleSheets && w.CSSStyleSheet && 'replaceSync' in CSSStyleSheet
 var panel = document.createElement('div');
 panel.className = 'p';
 panel.setAttribute('role', 'dialog');
-panel.setAttribute('aria-label', t[0]);
+panel.setAttribute('aria-label', 'Chat');
 var btn = document.createElement('button');
 btn.type = 'button';
 btn.className = 'b';
@@ -99,7 +99,7 @@ function send(msg) {
 function preload() {
   if (frame) return;
   frame = document.createElement('iframe');
-  frame.title = t[0];
+  frame.title = 'Chat';
   frame.allow = 'clipboard-write';
   frame.src = host + '/embed/' + encodeURIComponent(shop) + '?lang=' + lang +
     '&origin=' + encodeURIComponent(location.origin);

@@ -279,9 +279,13 @@ def test_rate_limit_and_server_error_each_show_one_line_with_retry(
     site.chat.retry_after = 1
     site.chat.replies += [429, 500, reply("Back again.")]
     frame = open_chat(page, site)
+    page.context.set_offline(True)
     say(frame, "hello")
     bar = frame.locator(".sa-bar")
-    bar.wait_for()
+    bar.locator("span", has_text="You are offline.").wait_for()
+    page.context.set_offline(False)
+    bar.locator("button").click()
+    bar.locator("span", has_text="Too many").wait_for()
     assert bar.locator("span").inner_text() == "Too many messages. Try again in 1 s."
     bar.locator("button:not([disabled])").click()  # enabled once the wait is over
     bar.locator("span", has_text="Something went wrong.").wait_for()
