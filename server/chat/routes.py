@@ -73,7 +73,7 @@ async def send_message(request: Request) -> Response:
             role, start_seq, count = thread.role, thread.last_seq, thread.message_count
     if thread is not None:
         await _limit(
-            request, f"chat:thread:{thread.id}", settings.thread_rate_per_minute, "in this chat"
+            request, f"chat:thread:{thread_id}", settings.thread_rate_per_minute, "in this chat"
         )
         if count + 2 > settings.max_thread_messages:
             raise Conflict(
@@ -87,6 +87,10 @@ async def send_message(request: Request) -> Response:
         with db.write() as session:
             new = threads.create_thread(session, shop_id, created_token, client_ip(request))
             thread_id, role, start_seq = new.id, new.role, 0
+        # The first message counts toward the new thread's rate too.
+        await _limit(
+            request, f"chat:thread:{thread_id}", settings.thread_rate_per_minute, "in this chat"
+        )
     assert thread_id is not None
     runner.reserve(thread_id)
     try:
@@ -117,26 +121,25 @@ async def send_message(request: Request) -> Response:
     )
 
 
-def _thread_from(request: Request) -> Any:
+def _find(request: Request, session: Any) -> Any:
     token = request.headers.get("x-thread-token") or request.query_params.get("token")
-    with request.app.state.db.read() as session:
-        return threads.find_thread(
-            session, request.path_params["shop_id"], request.path_params["thread_id"], token
-        )
+    return threads.find_thread(
+        session, request.path_params["shop_id"], request.path_params["thread_id"], token
+    )
 
 
 async def get_thread(request: Request) -> Response:
     """``GET /api/chat/{shop_id}/threads/{thread_id}`` (``X-Thread-Token``)."""
-    thread = _thread_from(request)
     with request.app.state.db.read() as session:
-        view = threads.thread_view(session, thread)
+        view = threads.thread_view(session, _find(request, session))
     return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
 
 async def thread_events(request: Request) -> Response:
     """``GET .../threads/{thread_id}/events``: replay after ``Last-Event-ID`` (or ``?after=``),
     then follow the running reply live."""
-    thread = _thread_from(request)
+    with request.app.state.db.read() as session:
+        thread_id = _find(request, session).id
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
     try:
         after = max(0, int(raw))
@@ -145,7 +148,7 @@ async def thread_events(request: Request) -> Response:
     runner = get_runner(request)
     return sse_response(
         request,
-        runner.follow(thread.id, after),
+        runner.follow(thread_id, after),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
