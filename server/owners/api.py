@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -33,6 +32,7 @@ from server.owners.orders import (
 )
 from server.owners.pages import owner_api, owner_page
 from server.owners.service import owned_order, owned_shop
+from server.shutdown import sse_response
 
 
 async def apply_owner_status(
@@ -109,23 +109,18 @@ async def shop_events(request: Request, owner: Owner) -> Response:
     with reading(request.app.state.db) as s:
         owned_shop(s, owner.id, shop_id)
     bus = request.app.state.bus
-    settings = request.app.state.settings
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         async with bus.subscribe(f"shop:{shop_id}") as sub:
             yield {"event": "ready", "data": json.dumps({"shop_id": shop_id})}
-            while not getattr(request.app.state, "shutting_down", False):
-                message = await sub.get(timeout=1.0)
-                if message is None:
-                    continue
+            async for message in sub:
                 kind = message.get("type")
                 if kind in ("order_paid", "order_status") and isinstance(
                     message.get("order"), dict
                 ):
                     yield {"event": kind, "data": json.dumps(message["order"])}
 
-    return EventSourceResponse(
-        stream(),
-        ping=settings.sse_ping_seconds,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    # Ends with a retryable event on shutdown, so the page reconnects to a live worker.
+    return sse_response(
+        request, stream(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )

@@ -131,3 +131,46 @@ def make_order(
             )
         )
     return order_id
+
+
+def make_payable_order(
+    db: Database, shop_id: str, items: list[dict[str, Any]] | None = None
+) -> tuple[str, str]:
+    """An order awaiting payment on a cashier thread, priced from the shop's live menu, the way
+    the Cashier leaves it. Returns the order id and the thread token."""
+    from server.catalog.service import load_menu
+    from server.ids import hash_token, new_token
+    from server.models import Thread
+    from server.orders.create import create_order, price_items
+
+    token = new_token()
+    with db.write() as s:
+        shop = s.get(Shop, shop_id)
+        menu = load_menu(s, shop_id)
+        assert shop is not None and menu is not None
+        thread = Thread(
+            id=new_id("thr"), shop_id=shop_id, token_hash=hash_token(token), role="cashier"
+        )
+        s.add(thread)
+        s.flush()
+        lines = price_items(menu, items or [{"product_id": menu.products[0].id, "quantity": 2}])
+        order = create_order(
+            s,
+            shop=shop,
+            menu=menu,
+            lines=lines,
+            thread_id=thread.id,
+            fulfillment={"type": "pickup", "name": "Ana"},
+        )
+        return order.id, token
+
+
+def pay_in_demo_checkout(http: Any, shop_id: str, order_id: str, thread_token: str) -> None:
+    """What the customer does: open the checkout, press "Pay (demo)" (over HTTP)."""
+    r = http.post(
+        f"/api/order/{shop_id}", json={"order_id": order_id, "thread_token": thread_token}
+    )
+    assert r.status_code in (200, 201), r.text
+    order_token = r.json()["order_token"]
+    r = http.post(f"/pay/demo/{order_id}", data={"token": order_token}, follow_redirects=False)
+    assert r.status_code == 303, r.text
