@@ -166,7 +166,7 @@ var barText = h('span');
 var barBtn = h('button', { type: 'button' }, S[20]);
 bar.append(barText, barBtn);
 bar.hidden = true;
-var cartBox = h('details', { class: 'sa-cart' });
+var cartBox = h('div', { class: 'sa-cart' });
 cartBox.hidden = true;
 var input = /** @type {HTMLInputElement} */ (h('input', { type: 'text', name: 'message', autocomplete: 'off', maxlength: '2000', placeholder: S[0], 'aria-label': S[24], enterkeyhint: 'send' }));
 var sendBtn = h('button', { type: 'submit' }, S[1]);
@@ -231,7 +231,8 @@ function money(minor, currency) {
 function lineList(lines, currency) {
   var ul = h('ul', { class: 'sa-lines' });
   (lines || []).forEach(function (l) {
-    var opts = (l.options || []).map(function (o) { return o.choice; }).join(', ');
+    // A bare "Yes"/"No" means nothing without its group ("Warm it up: No").
+    var opts = (l.options || []).map(function (o) { return /^(yes|no)$/i.test(o.choice) ? o.group + ': ' + o.choice : o.choice; }).join(', ');
     var li = h('li', null, h('span', null, l.quantity + ' × ' + l.name), h('span', null, money(l.line_total, currency)));
     if (opts || l.note) li.append(h('small', null, [opts, l.note || ''].filter(Boolean).join(' · ')));
     ul.append(li);
@@ -444,6 +445,8 @@ async function resume() {
 
 // ------------------------------------------------------------------ cart and order
 
+var cartOpen = false;
+
 /** @param {Cart} cart */
 function renderCart(cart) {
   cartBox.textContent = '';
@@ -453,11 +456,11 @@ function renderCart(cart) {
   var count = lines.reduce(function (n, l) { return n + l.quantity; }, 0);
   var checkout = h('button', { type: 'button', class: 'sa-go' }, S[5]);
   checkout.onclick = function () { send(S[5], 'checkout'); };
-  cartBox.append(
-    h('summary', null, S[4] + ' · ' + count + ' ' + S[25] + ' · ' + money(cart.subtotal, cart.currency)),
-    lineList(lines, cart.currency),
-    checkout
-  );
+  var details = h('details', null, h('summary', null, S[4] + ' · ' + count + ' ' + S[25] + ' · ' + money(cart.subtotal, cart.currency)), lineList(lines, cart.currency));
+  // Keep the customer's choice to see the lines across updates.
+  if (cartOpen) details.setAttribute('open', '');
+  details.addEventListener('toggle', function () { cartOpen = /** @type {HTMLDetailsElement} */ (details).open; });
+  cartBox.append(details, checkout);
 }
 
 /** @param {Order} order */

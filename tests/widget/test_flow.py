@@ -1,0 +1,165 @@
+"""The whole customer journey in Chromium against the real server: the offline assistant takes
+the order, the Cashier prices it, the demo checkout is paid in a popup, the widget confirms.
+
+Once through the widget embedded on another origin (desktop), once on the hosted page that the
+QR code opens (phone); plus reloads that must restore the conversation and the true status.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from server.app import create_app
+from server.catalog.service import import_catalog
+from server.db import Database
+from server.models import Shop
+from server.settings import Settings
+from server.shops.service import create_shop
+from tests.conftest import LiveServer, free_port
+from tests.widget.conftest import shot
+from tests.widget.fakes import host_site
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, FrameLocator, Page
+
+pytestmark = pytest.mark.browser
+
+COFFEE_CSV = Path(__file__).resolve().parents[2] / "examples" / "coffee.csv"
+ORDER = "two large oat lattes and a croissant"
+
+
+@dataclass
+class Live:
+    server: LiveServer
+    host: LiveServer
+    shop: Shop
+
+
+@pytest.fixture
+def live(settings: Settings, db: Database, live_server: Callable[..., LiveServer]) -> Live:
+    """The real app (offline assistant, demo payments) on a port known in advance, so the
+    links it builds from PUBLIC_BASE_URL point at itself; the coffee menu; a host page."""
+    port = free_port()
+    app = create_app(settings.with_(public_base_url=f"http://127.0.0.1:{port}"), db=db)
+    with db.write() as session:
+        shop = create_shop(session, name="Corner Café", currency="usd", greeting="Hi! Coffee?")
+        import_catalog(session, shop, COFFEE_CSV.read_bytes(), COFFEE_CSV.name)
+        session.expunge(shop)
+    server = live_server(app, port)
+    host = live_server(host_site(server.url, shop.id))
+    return Live(server=server, host=host, shop=shop)
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    yield context.new_page()
+    context.close()
+
+
+def open_widget(page: Page, live: Live) -> FrameLocator:
+    page.goto(live.host.url + "/")
+    page.locator("shop-assist-widget button").click()
+    frame = page.frame_locator("shop-assist-widget iframe")
+    frame.locator(".sa-form input").wait_for()
+    return frame
+
+
+def say(root: Any, text: str) -> None:
+    field = root.locator(".sa-form input")
+    field.fill(text)
+    field.press("Enter")
+    root.locator(".sa-log[aria-busy=false]").wait_for()
+
+
+def order_two_items(root: Any) -> None:
+    say(root, ORDER)
+    summary = root.locator(".sa-cart summary")
+    summary.wait_for()
+    assert re.fullmatch(r"Your cart · 3 items · \$\d+\.\d\d", summary.inner_text())
+
+
+def checkout(root: Any) -> Any:
+    root.locator(".sa-cart .sa-go").click()
+    card = root.locator(".sa-order")
+    card.wait_for()
+    names = card.locator(".sa-lines li > span:first-child").all_inner_texts()
+    assert names == ["2 × Latte", "1 × Butter Croissant"]
+    assert card.locator(".sa-lines small").first.inner_text() == "Large, Oat"
+    return card
+
+
+def pay_in_popup(page: Page, card: Any) -> str:
+    with page.context.expect_page() as popup_info:
+        card.locator(".sa-go").click()
+    popup = popup_info.value
+    popup.wait_for_url(re.compile(r"/pay/demo/"))
+    with popup.expect_event("close"):
+        popup.get_by_role("button", name=re.compile("Pay")).first.click()
+    status = card.locator(".sa-status.sa-ok")
+    status.wait_for()
+    match = re.fullmatch(r"✓ Paid\. Order number (ord_\w+)", status.inner_text())
+    assert match, status.inner_text()
+    return match.group(1)
+
+
+def test_order_and_pay_from_the_widget_on_another_origin(page: Page, live: Live) -> None:
+    frame = open_widget(page, live)
+    order_two_items(frame)
+    shot(page, "cart")
+    card = checkout(frame)
+    order_id = pay_in_popup(page, card)
+    # The loader told the host page through ShopAssist.on('order_paid', ...).
+    page.wait_for_function(f"document.body.dataset.paid === {order_id!r}")
+    frame.locator(".sa-bot", has_text=f"Paid. Order number {order_id}").wait_for()
+    shot(page, "confirmation")
+
+
+def test_hosted_page_on_a_phone_orders_and_pays(phone: Page, live: Live) -> None:
+    phone.goto(f"{live.server.url}/s/{live.shop.slug}")
+    root = phone.main_frame
+    assert root.locator(".sa-bot").first.inner_text() == "Hi! Coffee?"
+    order_two_items(root)
+    card = checkout(root)
+    pay_in_popup(phone, card)
+    box = phone.locator(".sa-form").bounding_box()
+    assert box and box["y"] + box["height"] <= 844  # the input stays on screen
+    shot(phone, "hosted-phone-confirmation")
+
+
+def test_reload_restores_the_conversation_and_the_cart(page: Page, live: Live) -> None:
+    frame = open_widget(page, live)
+    order_two_items(frame)
+    before = frame.locator(".sa-msg").all_inner_texts()
+    page.reload()
+    frame = open_widget(page, live)
+    frame.locator(".sa-me").wait_for()
+    assert frame.locator(".sa-msg").all_inner_texts() == before
+    assert frame.locator(".sa-cart summary").inner_text().startswith("Your cart · 3 items")
+
+
+def test_reload_mid_payment_still_ends_in_the_true_status(page: Page, live: Live) -> None:
+    frame = open_widget(page, live)
+    order_two_items(frame)
+    card = checkout(frame)
+    with page.context.expect_page() as popup_info:
+        card.locator(".sa-go").click()
+    popup = popup_info.value
+    popup.wait_for_url(re.compile(r"/pay/demo/"))
+    page.reload()  # the chat that opened the popup is gone
+    frame = open_widget(page, live)
+    popup.get_by_role("button", name=re.compile("Pay")).first.click()
+    # The return page cannot reach the old chat; the order stream tells the new one.
+    frame.locator(".sa-order .sa-status.sa-ok").wait_for()
+    assert "Paid. Order number" in frame.locator(".sa-order .sa-status").inner_text()
