@@ -87,7 +87,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_create_owner(args: argparse.Namespace) -> int:
     """Create an owner account; the password from stdin, a prompt, or none (sign-in link)."""
     from server.db import Database
-    from server.owners.service import create_owner
+    from server.owners.service import create_owner, find_owner, set_password
 
     password: str | None = None
     if args.password_stdin:
@@ -100,7 +100,10 @@ def cmd_create_owner(args: argparse.Namespace) -> int:
     db = Database(load_settings().database_url)
     try:
         with db.write() as session:
-            owner = create_owner(session, args.email, password)
+            existing = find_owner(session, args.email) if password else None
+            if existing is not None:  # e.g. made by create-shop without a password: set one
+                set_password(session, existing, password)  # type: ignore[arg-type]
+            owner = existing or create_owner(session, args.email, password)
             _print_json({"owner_id": owner.id, "email": owner.email})
     finally:
         db.dispose()

@@ -1,0 +1,163 @@
+"""Pure rules: passwords, the shop settings form, redirects after login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from server.owners.auth import hash_password, password_problems, verify_password
+from server.owners.pages import safe_next
+from server.owners.shop_form import parse_opening_hours, parse_origins, parse_shop_settings
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [
+        ("correct horse 42", True),
+        ("Tr0ub4dor&3x", True),
+        ("ALLCAPS-WITH-DASH", True),
+        ("short1!", False),
+        ("onlylowercaseletters", False),
+        ("12345678901234", False),
+        ("ana@example.com", False),
+        ("ANA@EXAMPLE.COM", False),
+        ("ana", False),
+        ("x" * 257, False),
+    ],
+)
+def test_password_rules(password: str, ok: bool) -> None:
+    assert (password_problems(password, "ana@example.com") == []) is ok
+
+
+def test_passwords_are_argon2id_and_verify() -> None:
+    stored = hash_password("correct horse 42")
+    assert stored.startswith("$argon2id$")
+    assert verify_password(stored, "correct horse 42")
+    assert not verify_password(stored, "correct horse 43")
+    assert not verify_password(None, "anything")
+    assert not verify_password("not-a-hash", "anything")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/dashboard/shops/shp_1/orders", "/dashboard/shops/shp_1/orders"),
+        (None, "/dashboard"),
+        ("https://evil.example/", "/dashboard"),
+        ("//evil.example/", "/dashboard"),
+        ("/\\evil.example", "/dashboard"),
+        ("javascript:alert(1)", "/dashboard"),
+    ],
+)
+def test_login_only_returns_to_this_site(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "hours", "error"),
+    [
+        ({}, {}, None),
+        ({"hours_mon": "08:00-17:00", "hours_tz": "UTC"}, {"mon": [["08:00", "17:00"]]}, None),
+        (
+            {
+                "hours_sat": "closed",
+                "hours_tue": "09:00-12:00,14:00-18:30",
+                "hours_tz": "Europe/Paris",
+            },
+            {"sat": [], "tue": [["09:00", "12:00"], ["14:00", "18:30"]]},
+            None,
+        ),
+        ({"hours_fri": "22:00-24:00", "hours_tz": "UTC"}, {"fri": [["22:00", "24:00"]]}, None),
+        ({"hours_mon": "17:00-08:00", "hours_tz": "UTC"}, None, "Monday: write hours like"),
+        ({"hours_wed": "9-5", "hours_tz": "UTC"}, None, "Wednesday: write hours like"),
+        ({"hours_mon": "08:00-17:00"}, None, "Choose the time zone"),
+        ({"hours_mon": "08:00-17:00", "hours_tz": "Mars/Olympus"}, None, "is not a time zone name"),
+    ],
+)
+def test_opening_hours(
+    fields: dict[str, str], hours: dict[str, Any] | None, error: str | None
+) -> None:
+    parsed, problem = parse_opening_hours(fields)
+    if error:
+        assert problem and error in problem
+        return
+    assert problem is None
+    for day, ranges in (hours or {}).items():
+        assert parsed[day] == ranges
+    if hours:
+        assert set(parsed) == {"mon", "tue", "wed", "thu", "fri", "sat", "sun", "tz"}
+
+
+@pytest.mark.parametrize(
+    ("text", "origins", "ok"),
+    [
+        ("", [], True),
+        ("https://www.example.com", ["https://www.example.com"], True),
+        (
+            "https://A.example.com/ , http://localhost:3000",
+            ["https://a.example.com", "http://localhost:3000"],
+            True,
+        ),
+        ("https://x.com\nhttps://x.com", ["https://x.com"], True),
+        ("example.com", [], False),
+        ("https://example.com/page", [], False),
+        ("javascript:alert(1)", [], False),
+        ("https://user@example.com", [], False),
+    ],
+)
+def test_allowed_origins(text: str, origins: list[str], ok: bool) -> None:
+    parsed, problem = parse_origins(text)
+    assert (problem is None) is ok
+    assert parsed == origins
+
+
+BASE = {"name": "Cafe", "fulfillment_modes": ["pickup"]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 121}, "name"),
+        ({"currency": "euro"}, "currency"),
+        ({"greeting": "x" * 501}, "greeting"),
+        ({"theme_color": "blue"}, "theme_color"),
+        ({"fulfillment_modes": []}, "fulfillment_modes"),
+        ({"fulfillment_modes": ["pickup", "drone"]}, "fulfillment_modes"),
+        ({"notify_webhook_url": "ftp://example.com"}, "notify_webhook_url"),
+        (
+            {"notify_webhook_url": "https://h.example.com", "notify_webhook_secret": "short"},
+            "notify_webhook_secret",
+        ),
+        ({"stripe_account_id": "sk_live_123"}, "stripe_account_id"),
+        ({"payments_mode": "free"}, "payments_mode"),
+    ],
+)
+def test_each_bad_setting_is_named(changes: dict[str, Any], field: str) -> None:
+    _, errors = parse_shop_settings({**BASE, **changes})
+    assert list(errors) == [field]
+
+
+def test_good_settings_become_columns() -> None:
+    values, errors = parse_shop_settings(
+        {
+            **BASE,
+            "theme_color": "#AABBCC",
+            "paused": "on",
+            "currency": "EUR",
+            "payments_mode": "live",
+        }
+    )
+    assert errors == {}
+    assert (
+        values["theme_color"] == "#aabbcc"
+        and values["paused"] is True
+        and values["require_name"] is False
+    )
+    assert values["currency"] == "eur" and values["payments_mode"] == "live"
+
+
+def test_locked_currency_is_left_alone() -> None:
+    values, errors = parse_shop_settings({**BASE, "currency": "nope"}, currency_locked=True)
+    assert errors == {} and "currency" not in values
