@@ -1,0 +1,802 @@
+"""The built-in offline Waiter: deterministic, no model, good enough to take real orders.
+
+It reads each message with :mod:`server.chat.nlu` (numbers, fuzzy product names, options),
+changes the cart only through :mod:`server.orders.cart`, and asks rather than guesses when a
+product name is ambiguous or a required choice is missing. What it is waiting for (the pending
+question, the last line touched) lives in ``turn.state`` as plain JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.catalog.model import Menu, Product
+from server.catalog.money import format_amount
+from server.chat import phrases as ph
+from server.chat.assistant import (
+    AssistantEvent,
+    CartChanged,
+    Checkout,
+    ShopContext,
+    TextDelta,
+    Turn,
+)
+from server.chat.nlu import (
+    GLUE,
+    ItemRequest,
+    MenuIndex,
+    extract_options,
+    find_mentions,
+    find_numbers,
+    index_for,
+    name_tokens,
+    parse_items,
+    tokenize,
+)
+from server.orders.cart import (
+    MAX_QUANTITY,
+    Cart,
+    CartError,
+    Line,
+    add_item,
+    remove_item,
+    update_item,
+)
+
+_DIET_TOKENS = frozenset(
+    [
+        "vegan",
+        "vegetarian",
+        "veggie",
+        "gluten",
+        "free",
+        "dairy",
+        "lactose",
+        "nut",
+        "nuts",
+        "halal",
+        "kosher",
+        "keto",
+        "sugar",
+        "plant",
+        "based",
+        "gf",
+        "spicy",
+        "organic",
+        "options",
+        "option",
+    ]
+)
+MENU_LIST_LIMIT = 30  # above this many products, list categories instead
+CHUNK_WORDS = 6
+
+
+def _chunks(text: str) -> list[str]:
+    words = text.split(" ")
+    return [
+        " ".join(words[i : i + CHUNK_WORDS]) + (" " if i + CHUNK_WORDS < len(words) else "")
+        for i in range(0, len(words), CHUNK_WORDS)
+    ]
+
+
+class OfflineWaiter:
+    """A Waiter that needs no model: ``async for event in OfflineWaiter().reply(turn)``."""
+
+    async def reply(self, turn: Turn) -> AsyncIterator[AssistantEvent]:
+        conversation = _Conversation(turn)
+        conversation.handle()
+        started = False
+        for out in conversation.outputs:
+            if not isinstance(out, str):
+                yield out
+                continue
+            if not out:
+                continue
+            for chunk in _chunks((" " if started else "") + out):
+                yield TextDelta(chunk)
+            started = True
+        turn.state.clear()
+        turn.state.update(conversation.state)
+
+
+@dataclass
+class _Conversation:
+    turn: Turn
+    outputs: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.shop: ShopContext = self.turn.shop
+        self.menu: Menu = self.turn.menu
+        self.cart: Cart = self.turn.cart
+        self.state: dict[str, Any] = dict(self.turn.state)
+        self.idx: MenuIndex = index_for(self.menu)
+        self.norm = ph.normalise(self.turn.message)
+        self.words = self.idx.canon_all(tokenize(self.turn.message))
+        self.pending: dict[str, Any] | None = self.state.pop("pending", None)
+        self.asked_more = bool(self.state.pop("asked_more", False))
+        self.items_added = False
+
+    # ------------------------------------------------------------ output helpers
+
+    def say(self, text: str) -> None:
+        self.outputs.append(text)
+
+    def money(self, amount: int) -> str:
+        return format_amount(amount, self.menu.currency)
+
+    def changed(self, cart: Cart, line: Line | None = None) -> None:
+        self.cart = cart
+        if line is not None:
+            self.state["last_line"] = line.line_id
+        self.outputs.append(CartChanged(cart))
+
+    def subtotal(self) -> str:
+        if self.cart.empty:
+            return "Your cart is empty."
+        return f"Subtotal: {self.money(self.cart.subtotal)}."
+
+    def hint(self) -> str:
+        example = next((p for p in self.menu.products if p.available), None)
+        sample = f'"2 x {example.name}"' if example else '"2 x something"'
+        return (
+            f"You can ask for the menu, ask about prices or dietary options, or just tell me "
+            f"what you'd like, for example {sample}."
+        )
+
+    # ------------------------------------------------------------ dispatch
+
+    def handle(self) -> None:
+        if not self.words:
+            self.say("Sorry, I didn't catch that. " + self.hint())
+            return
+        if ph.is_hostile(self.norm):
+            self.refuse()
+            return
+        if self.pending and self.resolve_pending(self.pending):
+            return
+        if self.dispatch():
+            return
+        if self.pending:
+            # Not an answer and nothing else we understood: ask again.
+            self.state["pending"] = self.pending
+            self.say(self.pending.get("question", ""))
+            return
+        self.fallback()
+
+    def refuse(self) -> None:
+        self.say(
+            "Sorry, I can't do that. Prices come from the shop's menu, and I can only add items "
+            "that are on it. " + self.hint()
+        )
+        if self.pending:
+            self.state["pending"] = self.pending
+
+    # ------------------------------------------------------------ adding items
+
+    def add_items(self, items: list[ItemRequest]) -> None:
+        """Add what can be added; ask about the first item that needs a choice."""
+        if self.shop.paused:
+            reason = f" {self.shop.paused_reason}" if self.shop.paused_reason else ""
+            self.say(
+                f"Sorry, we're not taking orders right now.{reason} "
+                "I'm happy to answer questions about the menu."
+            )
+            return
+        queue = list(items)
+        while queue:
+            item = queue.pop(0)
+            if not self.add_one(item, queue):
+                return
+        if self.items_added:
+            self.say(self.subtotal() + " Anything else? Say \"that's all\" when you're ready.")
+            self.state["asked_more"] = True
+
+    def add_one(self, item: ItemRequest, queue: list[ItemRequest]) -> bool:
+        """False when a clarifying question was asked (the rest waits in the pending state)."""
+        if item.quantity <= 0:
+            return True
+        if item.quantity > MAX_QUANTITY:
+            names = " or ".join(self.product(pid).name for pid in item.product_ids)
+            self.say(
+                f"Sorry, I can take at most {MAX_QUANTITY} of one item in a chat order, so I "
+                f"didn't add {item.quantity} x {names}. For a large order, please contact the "
+                "shop directly."
+            )
+            return True
+        if len(item.product_ids) > 1:
+            self.ask_product(item, queue)
+            return False
+        product = self.product(item.product_ids[0])
+        if not product.available:
+            self.say(self.sold_out(product))
+            return True
+        options, other = extract_options(self.idx, product, item.words, item.override)
+        missing = self.missing_group(product, options)
+        if missing is not None:
+            self.ask_option(product, item, missing, queue)
+            return False
+        try:
+            cart, line = add_item(self.menu, self.cart, product.id, item.quantity, options)
+        except CartError as err:
+            self.say(f"Sorry, I couldn't add {product.name}: {err}")
+            return True
+        self.changed(cart, line)
+        self.items_added = True
+        added = Line(
+            line.line_id,
+            line.product_id,
+            line.name,
+            item.quantity,
+            line.options,
+            line.note,
+            line.unit_price,
+        )
+        text = f"Added {describe(added)}: {self.money(added.line_total)}."
+        if other:
+            text += f" ({product.name} doesn't come with {', '.join(other)}.)"
+        self.say(text)
+        return True
+
+    def missing_group(self, product: Product, options: list[dict[str, str]]) -> Any:
+        named = {o["group"] for o in options}
+        for group in product.options:
+            if group.min_choices > 0 and not group.has_default and group.name not in named:
+                return group
+        return None
+
+    def ask_product(self, item: ItemRequest, queue: list[ItemRequest]) -> None:
+        names = []
+        for pid in item.product_ids:
+            p = self.product(pid)
+            names.append(f"{p.name} ({self.money(p.price)}{'' if p.available else ', sold out'})")
+        question = "Which one would you like: " + _or(names) + "?"
+        self.state["pending"] = {
+            "kind": "product",
+            "item": item.to_state(),
+            "queue": [q.to_state() for q in queue],
+            "question": question,
+        }
+        self.say(question)
+        self.after_question()
+
+    def ask_option(
+        self, product: Product, item: ItemRequest, group: Any, queue: list[ItemRequest]
+    ) -> None:
+        choices = [
+            c.name + (f" (+{self.money(c.price_delta)})" if c.price_delta else "")
+            for c in group.choices
+        ]
+        if group.multi:
+            question = (
+                f"Which {group.name} would you like on the {product.name}? Pick "
+                f"{group.min_choices} to {group.max_choices}: {', '.join(choices)}."
+            )
+        else:
+            question = f"Which {group.name} would you like for the {product.name}: {_or(choices)}?"
+        pending_item = ItemRequest((product.id,), item.quantity, item.words, item.override)
+        self.state["pending"] = {
+            "kind": "option",
+            "item": pending_item.to_state(),
+            "group": group.name,
+            "queue": [q.to_state() for q in queue],
+            "question": question,
+        }
+        self.say(question)
+        self.after_question()
+
+    def after_question(self) -> None:
+        if self.items_added:
+            self.say(self.subtotal())
+
+    def sold_out(self, product: Product) -> str:
+        others = [
+            p
+            for p in self.menu.products
+            if p.available and p.category == product.category and p.id != product.id
+        ][:5]
+        text = f"Sorry, the {product.name} is sold out right now."
+        if others:
+            listed = ", ".join(f"{p.name} ({self.money(p.price)})" for p in others)
+            text += f" From {product.category or 'the menu'} we also have {listed}."
+        return text
+
+    def product(self, pid: str) -> Product:
+        product = self.menu.get(pid)
+        assert product is not None
+        return product
+
+    # ------------------------------------------------------------ answering a question we asked
+
+    def resolve_pending(self, pending: dict[str, Any]) -> bool:
+        kind = pending.get("kind")
+        item = ItemRequest.from_state(pending["item"]) if "item" in pending else None
+        queue = [ItemRequest.from_state(q) for q in pending.get("queue", [])]
+        if kind == "product" and item is not None:
+            chosen = self.pick_product(item.product_ids)
+            if not chosen:
+                return False
+            new_items = [
+                ItemRequest((pid,), item.quantity, item.words + self.words, item.override)
+                for pid in chosen
+            ]
+            self.add_items(new_items + queue)
+            return True
+        if kind == "option" and item is not None:
+            product = self.menu.get(item.product_ids[0])
+            group = product.group(pending.get("group", "")) if product else None
+            if product is None or group is None:
+                return False
+            words = [w for w in self.words if w not in GLUE]
+            options, _ = extract_options(self.idx, product, words)
+            if not any(o["group"] == group.name for o in options):
+                return False
+            item.override = item.override + words
+            self.add_items([item, *queue])
+            return True
+        if kind == "remove":
+            return self.resolve_remove(pending)
+        return False
+
+    def pick_product(self, candidates: tuple[str, ...]) -> list[str]:
+        """Which of ``candidates`` the answer names: "the green one", "black", "the second"."""
+        if re.search(r"\b(?:both|all of them|one of each|each)\b", self.norm):
+            return list(candidates)
+        found = find_mentions(self.idx, self.words, only=set(candidates))
+        if found and not found[0].ambiguous:
+            return [found[0].product_ids[0]]
+        shared = set.intersection(*(set(self.idx.names[c]) for c in candidates))
+        hits = [
+            c
+            for c in candidates
+            if any(w in set(self.idx.names[c]) - shared - GLUE for w in self.words)
+        ]
+        if len(hits) == 1:
+            return hits
+        ordinals = {"first": 0, "second": 1, "third": 2, "fourth": 3, "last": len(candidates) - 1}
+        for word, pos in ordinals.items():
+            if word in self.words and pos < len(candidates):
+                return [candidates[pos]]
+        return []
+
+    # ------------------------------------------------------------ what kind of message
+
+    def dispatch(self) -> bool:
+        """Handle the message; False when nothing in it was understood."""
+        norm = self.norm
+        items = parse_items(self.idx, self.words)
+        checkout = ph.is_checkout_phrase(self.turn.message)
+        if ph.asks_clear(norm):
+            self.clear()
+            return True
+        if (ph.asks_remove(norm) or self.leading_no(items)) and self.remove(items):
+            return True
+        if (ph.asks_change(norm) or ph.asks_more(norm)) and self.change(items):
+            return True
+        if checkout and not items:
+            self.checkout()
+            return True
+        if self.asked_more and ph.is_plain_no(norm) and not self.cart.empty:
+            self.checkout()
+            return True
+        if ph.is_question(norm) and not ph.has_order_cue(norm) and self.answer(items):
+            return True
+        if items:
+            self.add_items(items)
+            if checkout and "pending" not in self.state and not self.shop.paused:
+                self.checkout()
+            return True
+        return self.small_talk()
+
+    def small_talk(self) -> bool:
+        norm = self.norm
+        if ph.asks_cart(norm):
+            self.show_cart()
+        elif ph.diet_words(norm):
+            self.answer_diet([], ph.diet_words(norm))
+        elif ph.asks_menu(norm) or self.categories_named():
+            self.show_menu(self.categories_named())
+        elif ph.asks_price(norm):
+            self.show_menu([])
+        elif ph.is_greeting(norm):
+            greeting = self.shop.greeting or f"Hi, welcome to {self.shop.name}!"
+            self.say(f"{greeting} {self.hint()}")
+        elif ph.is_thanks(norm) or ph.is_yes(norm):
+            if ph.is_yes(norm) and not ph.is_thanks(norm):
+                self.say("Sure, what would you like?")
+            elif self.cart.empty:
+                self.say("You're welcome! What would you like?")
+            else:
+                self.say("You're welcome! Say \"that's all\" when you're ready to order.")
+        elif ph.is_plain_no(norm):
+            self.say("No problem. " + self.hint())
+        else:
+            return False
+        return True
+
+    def fallback(self) -> None:
+        wanted = [
+            w for w in tokenize(self.turn.message) if w not in GLUE and len(w) > 2 and w.isalpha()
+        ]
+        stop = {"can", "could", "get", "have", "want", "like", "please", "give", "need", "i'd"}
+        wanted = [w for w in wanted if w not in stop and w not in ("you", "me", "some")]
+        if ph.has_order_cue(self.norm) or find_numbers(self.words):
+            thing = " ".join(wanted[-2:]) or "that"
+            cats = ", ".join(self.menu.categories[:6])
+            self.say(
+                f'Sorry, I couldn\'t find "{thing}" on our menu. We have {cats}. '
+                "Ask for the menu to see everything."
+            )
+        else:
+            self.say("Sorry, I didn't understand that. " + self.hint())
+
+    # ------------------------------------------------------------ checkout and the cart
+
+    def checkout(self) -> None:
+        if self.shop.paused:
+            reason = f" {self.shop.paused_reason}" if self.shop.paused_reason else ""
+            self.say(f"Sorry, we're not taking orders right now.{reason}")
+            return
+        if self.cart.empty:
+            self.say("Your cart is empty — what would you like?")
+            return
+        self.state.pop("pending", None)
+        lines = "; ".join(describe(line) for line in self.cart.lines)
+        self.say(f"Great! Your order: {lines}. {self.subtotal()} Let's check out.")
+        self.outputs.append(Checkout())
+
+    def show_cart(self) -> None:
+        if self.cart.empty:
+            self.say("Your cart is empty — what would you like?")
+            return
+        lines = "; ".join(
+            f"{describe(line)} {self.money(line.line_total)}" for line in self.cart.lines
+        )
+        self.say(f"In your cart: {lines}. {self.subtotal()}")
+
+    def clear(self) -> None:
+        if self.cart.empty:
+            self.say("Your cart is already empty. What would you like?")
+            return
+        cart = self.cart
+        for line in list(cart.lines):
+            cart, _ = remove_item(cart, line.line_id)
+        self.state.pop("last_line", None)
+        self.changed(cart)
+        self.say("Done, your cart is empty. What would you like?")
+
+    def last_line(self) -> Line | None:
+        wanted = self.state.get("last_line")
+        for line in self.cart.lines:
+            if line.line_id == wanted:
+                return line
+        return self.cart.lines[-1] if self.cart.lines else None
+
+    # ------------------------------------------------------------ removing
+
+    def leading_no(self, items: list[ItemRequest]) -> bool:
+        """ "no croissant", "actually no croissant" (but not "no, a cappuccino")."""
+        if not items:
+            return False
+        words = self.words
+        for i, w in enumerate(words):
+            if w == "no":
+                j = i + 1
+                while j < len(words) and words[j] in ("more", "the", "that", "those"):
+                    j += 1
+                mentions = find_mentions(self.idx, words[j:])
+                return bool(mentions) and mentions[0].start == 0
+            if w not in ("actually", "oh", "sorry", "wait", "hmm", "and", ","):
+                return False
+        return False
+
+    def remove(self, items: list[ItemRequest]) -> bool:
+        if self.cart.empty:
+            self.say("Your cart is already empty. What would you like?")
+            return True
+        if not items:
+            if not re.search(r"\b(?:it|that|this|last|them|those)\b", self.norm):
+                return False
+            target = self.last_line()
+            assert target is not None
+            self.drop_lines([target], None)
+            return True
+        for item in items:
+            lines = [ln for ln in self.cart.lines if ln.product_id in item.product_ids]
+            if not lines:
+                names = " or ".join(self.product(pid).name for pid in item.product_ids)
+                self.say(f"There's no {names} in your cart.")
+                continue
+            lines = self.narrow(lines, self.words)
+            if len(lines) > 1 and not re.search(r"\b(?:all|both|every|them)\b", self.norm):
+                self.ask_remove(lines)
+                return True
+            self.drop_lines(lines, item.quantity if item.stated else None)
+        if not self.outputs or isinstance(self.outputs[-1], CartChanged):
+            return True
+        self.say(self.subtotal())
+        return True
+
+    def narrow(self, lines: list[Line], words: list[str]) -> list[Line]:
+        """Lines whose options include every choice named in ``words`` ("the large one")."""
+        product = self.product(lines[0].product_id)
+        options, _ = extract_options(self.idx, product, words)
+        if not options:
+            return lines
+        named = {(o["group"], o["choice"]) for o in options}
+        hits = [ln for ln in lines if named <= {(s.group, s.choice) for s in ln.options}]
+        return hits or lines
+
+    def ask_remove(self, lines: list[Line]) -> None:
+        question = (
+            "Which one should I remove: "
+            + _or([describe(line) for line in lines])
+            + '? Or say "both".'
+        )
+        self.state["pending"] = {
+            "kind": "remove",
+            "line_ids": [line.line_id for line in lines],
+            "question": question,
+        }
+        self.say(question)
+
+    def resolve_remove(self, pending: dict[str, Any]) -> bool:
+        lines = [ln for ln in self.cart.lines if ln.line_id in pending.get("line_ids", [])]
+        if not lines:
+            return False
+        if re.search(r"\b(?:all|both|every|them)\b", self.norm):
+            chosen = lines
+        else:
+            chosen = self.narrow(lines, self.words)
+            if len(chosen) == len(lines):
+                ordinals = {"first": 0, "second": 1, "third": 2, "last": len(lines) - 1}
+                picks = [lines[i] for w, i in ordinals.items() if w in self.words]
+                if not picks:
+                    return False
+                chosen = picks[:1]
+        self.drop_lines(chosen, None)
+        self.say(self.subtotal())
+        return True
+
+    def drop_lines(self, lines: list[Line], quantity: int | None) -> None:
+        for line in lines:
+            if quantity is not None and quantity < line.quantity:
+                cart, new = update_item(
+                    self.menu, self.cart, line.line_id, quantity=line.quantity - quantity
+                )
+                self.changed(cart, new)
+                self.say(f"Removed {quantity} {line.name}; {describe(new)} left.")
+            else:
+                cart, _ = remove_item(self.cart, line.line_id)
+                self.changed(cart)
+                self.say(f"Removed {describe(line)}.")
+
+    # ------------------------------------------------------------ changing the last line
+
+    def change(self, items: list[ItemRequest]) -> bool:
+        """ "make it 3", "no, a small one", "change the milk to soy", "a cappuccino instead"."""
+        target = self.last_line()
+        if target is None:
+            return False
+        in_cart = [
+            i for i in items if any(ln.product_id in i.product_ids for ln in self.cart.lines)
+        ]
+        strong = re.search(
+            r"\binstead\b|\bmake (?:it|that|this)\b|\bchange\b|\bswitch\b|\bi meant\b|^(?:no|nope)\b",
+            self.norm,
+        )
+        if items and not in_cart:
+            if not strong or len(items) > 1 or self.shop.paused:
+                return False
+            return self.replace_product(target, items[0])
+        if in_cart:
+            item = in_cart[-1]
+            lines = [ln for ln in self.cart.lines if ln.product_id in item.product_ids]
+            target = next((ln for ln in lines if ln.line_id == target.line_id), lines[-1])
+        quantity = self.new_quantity(items, in_cart)
+        if ph.asks_more(self.norm) and not items:
+            more = re.search(r"\b(\w+) more\b", self.norm)
+            numbers = find_numbers([more.group(1)]) if more else []
+            quantity = target.quantity + (numbers[0].value if numbers else 1)
+        product = self.product(target.product_id)
+        options, _ = extract_options(self.idx, product, self.words)
+        if not options and not in_cart:
+            # "no, a small one" right after adding a croissant: the latte is meant.
+            for line in reversed(self.cart.lines):
+                opts, _ = extract_options(self.idx, self.product(line.product_id), self.words)
+                if opts:
+                    target, product, options = line, self.product(line.product_id), opts
+                    break
+        if quantity is None and not options:
+            return False
+        if self.shop.paused and quantity is not None and quantity > target.quantity:
+            self.say(f"Sorry, we're not taking orders right now. {self.shop.paused_reason}")
+            return True
+        merged = [s.to_json() for s in target.options]
+        groups = {o["group"] for o in options}
+        merged = [{"group": o["group"], "choice": o["choice"]} for o in merged]
+        merged = [o for o in merged if o["group"] not in groups] + options
+        try:
+            cart, line = update_item(
+                self.menu, self.cart, target.line_id, quantity=quantity, options=merged
+            )
+        except CartError as err:
+            self.say(f"Sorry, I couldn't change that: {err}")
+            return True
+        self.changed(cart, line)
+        self.say(f"Updated: {describe(line)}: {self.money(line.line_total)}. {self.subtotal()}")
+        return True
+
+    def new_quantity(self, items: list[ItemRequest], in_cart: list[ItemRequest]) -> int | None:
+        if in_cart and in_cart[-1].stated:
+            return in_cart[-1].quantity
+        if items:
+            return None
+        pronoun_before = {"the", "that", "this", "other", "different", "another", "a", "an"}
+        found = None
+        for n in find_numbers(self.words):
+            if n.article:
+                continue
+            before = self.words[n.start - 1] if n.start else ""
+            word = self.words[n.start]
+            if word == "one" and (before in pronoun_before or before in self.idx.choice_words):
+                continue  # "a small one", "the other one": which one, not how many
+            if n.end < len(self.words) and self.words[n.end] == "more":
+                continue
+            found = n.value
+        return found
+
+    def replace_product(self, target: Line, item: ItemRequest) -> bool:
+        if len(item.product_ids) > 1:
+            return False
+        product = self.product(item.product_ids[0])
+        if not product.available:
+            self.say(self.sold_out(product))
+            return True
+        carried = [w for s in target.options for w in name_tokens(s.choice)]
+        quantity = item.quantity if item.stated else target.quantity
+        cart, _ = remove_item(self.cart, target.line_id)
+        self.changed(cart)
+        self.say(f"Removed {describe(target)}.")
+        self.add_items([ItemRequest(item.product_ids, quantity, carried, item.words)])
+        return True
+
+    # ------------------------------------------------------------ questions
+
+    def answer(self, items: list[ItemRequest]) -> bool:
+        norm = self.norm
+        ids = list(dict.fromkeys(pid for item in items for pid in item.product_ids))
+        products = [self.product(pid) for pid in ids]
+        cats = self.categories_named()
+        if ph.asks_cart(norm) and not products:
+            self.show_cart()
+        elif ph.asks_price(norm) and products:
+            self.say(" ".join(self.price_text(p, items) for p in products))
+        elif ph.diet_words(norm):
+            # "any vegan options?" names no product, even with a "Vegan Brownie" on the menu.
+            plain = [w for w in self.words if w not in _DIET_TOKENS]
+            ids = [pid for item in parse_items(self.idx, plain) for pid in item.product_ids]
+            products = [self.product(pid) for pid in dict.fromkeys(ids)]
+            self.answer_diet(products, ph.diet_words(norm))
+        elif (
+            cats
+            and (not products or all(p.category in cats for p in products))
+            and (len(products) != 1 or ph.asks_menu(norm))
+        ):
+            self.show_menu(cats)
+        elif ph.asks_menu(norm) or (ph.asks_price(norm) and not products):
+            self.show_menu([])
+        elif products:
+            self.say(" ".join(self.about(p) for p in products) + " Would you like one?")
+        elif re.search(r"\b(?:do|have) you (?:have|got|sell|do|make)\b|\bis there\b", norm):
+            self.fallback()
+        else:
+            return False
+        return True
+
+    def price_text(self, product: Product, items: list[ItemRequest]) -> str:
+        item = next((i for i in items if product.id in i.product_ids), None)
+        options, _ = extract_options(self.idx, product, item.words if item else [])
+        if options:
+            unit = product.price
+            named = []
+            for o in options:
+                group = product.group(o["group"])
+                choice = group.choice(o["choice"]) if group else None
+                if choice:
+                    unit += choice.price_delta
+                    named.append(choice.name)
+            return f"A {product.name} ({', '.join(named)}) is {self.money(unit)}."
+        return self.about(product)
+
+    def about(self, product: Product) -> str:
+        if not product.available:
+            return self.sold_out(product)
+        text = f"{product.name} is {self.money(product.price)}"
+        extras = []
+        for group in product.options:
+            priced = [
+                c.name + (f" +{self.money(c.price_delta)}" if c.price_delta else "")
+                for c in group.choices
+            ]
+            extras.append(f"{group.name}: {', '.join(priced)}")
+        if extras:
+            text += " (" + "; ".join(extras) + ")"
+        text += "."
+        if product.description:
+            text += f" {product.description}"
+        return text
+
+    def answer_diet(self, products: list[Product], wanted: list[str]) -> None:
+        def has(p: Product, tag: str) -> bool:
+            return tag in {t.replace(" ", "-") for t in p.tags}
+
+        if products:
+            parts = []
+            for p in products:
+                asked = [t for t in wanted if t.split("-")[0] not in p.name.lower()]
+                yes = [t for t in asked if has(p, t)]
+                no = [t for t in asked if not has(p, t)]
+                if yes:
+                    parts.append(f"Yes, the {p.name} is marked {' and '.join(yes)}.")
+                if no:
+                    parts.append(f"The {p.name} isn't marked {' or '.join(no)}.")
+            self.say(" ".join(parts))
+            return
+        for tag in wanted:
+            hits = [p for p in self.menu.products if has(p, tag) and p.available]
+            if hits:
+                listed = ", ".join(f"{p.name} ({self.money(p.price)})" for p in hits[:12])
+                self.say(f"Marked {tag}: {listed}.")
+            else:
+                self.say(
+                    f"Sorry, nothing on our menu is marked {tag}. Please ask the shop about "
+                    "ingredients if you have an allergy."
+                )
+
+    def categories_named(self) -> list[str]:
+        found = []
+        for cat, toks in self.idx.categories.items():
+            size = len(toks)
+            if size and any(
+                tuple(self.words[i : i + size]) == toks for i in range(len(self.words))
+            ):
+                found.append(cat)
+        return found
+
+    def show_menu(self, categories: list[str]) -> None:
+        products = [
+            p for p in self.menu.products if not categories or (p.category or "Other") in categories
+        ]
+        if not categories and len(products) > MENU_LIST_LIMIT:
+            counts = {c: 0 for c in self.menu.categories}
+            for p in products:
+                counts[p.category or "Other"] += 1
+            listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
+            self.say(f"We have {listed}. Which would you like to see?")
+            return
+        groups: dict[str, list[str]] = {}
+        for p in products[:60]:
+            label = f"{p.name} {self.money(p.price)}" + ("" if p.available else " (sold out)")
+            groups.setdefault(p.category or "Other", []).append(label)
+        body = " ".join(f"{cat}: {', '.join(names)}." for cat, names in groups.items())
+        self.say(f"{body} What would you like?")
+
+
+def _or(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def describe(line: Line) -> str:
+    """``2 x Mocha (Large, Oat, Whipped cream)``: yes/no choices read as their group's name."""
+    opts = []
+    for sel in line.options:
+        if sel.choice.casefold() == "yes":
+            opts.append(sel.group)
+        elif sel.choice.casefold() != "no":
+            opts.append(sel.choice)
+    return f"{line.quantity} x {line.name}" + (f" ({', '.join(opts)})" if opts else "")
