@@ -41,16 +41,9 @@ FOLLOW_POLL_SECONDS = 1.0
 
 
 def offline_waiter() -> Any:
-    try:
-        from server.chat.offline import OfflineWaiter
-    except ImportError:  # stand-in until the offline assistant lands
-        return _StandInWaiter()
+    from server.chat.offline import OfflineWaiter
+
     return OfflineWaiter()
-
-
-class _StandInWaiter:
-    async def reply(self, turn: Turn) -> AsyncIterator[Any]:
-        yield TextDelta("I can only take orders in simple mode right now.")
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""With no model at all, a customer orders in plain words and gets a catalog-priced order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from starlette.applications import Starlette
+
+from server import models
+from server.orders.create import order_schema
+from tests.chat.helpers import post_chat
+
+
+def test_two_large_oat_lattes_and_a_croissant_then_thats_all(
+    app: Starlette, serve: Any, shop: models.Shop
+) -> None:
+    base = serve(app)
+    first = post_chat(base, shop.id, message="two large oat lattes and a croissant")
+    cart = first.of("cart")[-1].data["cart"]
+    assert cart["subtotal"] == 2 * (450 + 100 + 60) + 325
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    done = post_chat(base, shop.id, message="that's all", **ids)
+    assert done.of("handoff")[0].data["role"] == "cashier"
+    order = done.of("order")[0].data["order"]
+    jsonschema.validate(order, order_schema())
+    assert order["status"] == "awaiting_payment" and order["currency"] == "usd"
+    lines = [(i["product_id"], i["quantity"], i["unit_price"]) for i in order["items"]]
+    assert lines == [("latte", 2, 610), ("croissant", 1, 325)]
+    latte_options = {(o["group"], o["choice"]) for o in order["items"][0]["options"]}
+    assert latte_options == {("Size", "Large"), ("Milk", "Oat")}
+    assert order["total"] == order["subtotal"] == 1545
+    assert order["fulfillment"]["type"] == "pickup"
+    assert done.events[-1].event == "done"
+
+
+def test_offline_ordering_with_a_name_in_the_same_breath(
+    app: Starlette, serve: Any, shop: models.Shop
+) -> None:
+    base = serve(app)
+    first = post_chat(base, shop.id, message="an espresso please, my name is Ana")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    order = post_chat(base, shop.id, message="checkout", **ids).of("order")[0].data["order"]
+    assert order["total"] == 300 and order["fulfillment"]["name"] == "Ana"
