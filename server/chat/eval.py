@@ -254,6 +254,8 @@ async def run_conversation(conv: Conversation, waiter_factory: WaiterFactory) ->
             # The thread stores the state as JSON: anything else is a bug worth failing on.
             state = json.loads(json.dumps(turn.state))
         reply = "".join(text).strip()
+        if not reply and checkout:
+            reply = "(empty cart: no order)" if cart.empty else "(hands off to the Cashier)"
         result.transcript.append((message, reply))
         history += [{"role": "user", "content": message}, {"role": "assistant", "content": reply}]
         if checkout and not cart.empty:

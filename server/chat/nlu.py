@@ -471,7 +471,8 @@ def _quantity(idx: MenuIndex, words: list[str]) -> tuple[int, bool, set[int]]:
     numbers = [
         n
         for n in find_numbers(words)
-        if not any(
+        if words[n.start] not in idx.single_choices  # "a cola zero": a choice, not a count
+        and not any(
             toks[0] == words[n.start] and tuple(words[n.start : n.start + len(toks)]) == toks
             for toks in idx.choice_owners
             if len(toks) > 1
@@ -516,7 +517,7 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
                 cut = nums[-1].start if nums else len(post)
                 post, cursor = post[:cut], m.end + cut
             qty, stated, used = _quantity(idx, pre)
-            after = find_numbers(post)
+            after = [n for n in find_numbers(post) if post[n.start] not in idx.single_choices]
             if not stated and after and after[0].start == 0 and not after[0].article:
                 # "espresso x2", "lattes, 3 please"
                 qty, stated = after[0].value, True

@@ -117,6 +117,7 @@ class _Conversation:
         self.words = self.idx.canon_all(tokenize(self.turn.message))
         self.pending: dict[str, Any] | None = self.state.pop("pending", None)
         self.asked_more = bool(self.state.pop("asked_more", False))
+        self.topic: dict[str, Any] | None = self.state.pop("topic", None)
         self.items_added = False
 
     # ------------------------------------------------------------ output helpers
@@ -197,6 +198,8 @@ class _Conversation:
     def add_one(self, item: ItemRequest, queue: list[ItemRequest]) -> bool:
         """False when a clarifying question was asked (the rest waits in the pending state)."""
         if item.quantity <= 0:
+            names = " or ".join(self.product(pid).name for pid in item.product_ids)
+            self.say(f"OK, no {names}.")
             return True
         if item.quantity > MAX_QUANTITY:
             names = " or ".join(self.product(pid).name for pid in item.product_ids)
@@ -383,12 +386,36 @@ class _Conversation:
             return True
         if ph.is_question(norm) and not ph.has_order_cue(norm) and self.answer(items):
             return True
+        if not items and self.topic and self.menu.get(self.topic.get("product_id", "")):
+            items = self.about_topic()
         if items:
             self.add_items(items)
             if checkout and "pending" not in self.state and not self.shop.paused:
                 self.checkout()
             return True
         return self.small_talk()
+
+    def about_topic(self) -> list[ItemRequest]:
+        """ "I'll take two" right after "how much is a large latte?": two large lattes."""
+        assert self.topic is not None
+        numbers = [n for n in find_numbers(self.words) if not n.article]
+        cue = ph.has_order_cue(self.norm) or re.search(
+            r"\b(?:one|some|them|those|that|it)\b|^(?:yes|ok|okay|sure)\b", self.norm
+        )
+        if not numbers and not cue:
+            return []
+        quantity = numbers[-1].value if numbers else 1
+        used = {i for n in numbers for i in range(n.start, n.end)}
+        words = [w for i, w in enumerate(self.words) if i not in used]
+        return [
+            ItemRequest(
+                (self.topic["product_id"],),
+                quantity,
+                list(self.topic.get("words", [])),
+                words,
+                stated=bool(numbers),
+            )
+        ]
 
     def small_talk(self) -> bool:
         norm = self.norm
@@ -694,6 +721,8 @@ class _Conversation:
             self.fallback()
         else:
             return False
+        if len(products) == 1 and len(items) == 1:
+            self.state["topic"] = {"product_id": products[0].id, "words": items[0].words}
         return True
 
     def price_text(self, product: Product, items: list[ItemRequest]) -> str:
