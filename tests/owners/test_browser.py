@@ -1,0 +1,131 @@
+"""The owner's path in a real browser: log in, create a shop, upload a CSV with its preview,
+copy the embed snippet, then watch an order paid in the demo checkout appear on the orders page
+without a reload, and mark it ready."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from server.app import create_app
+from server.db import Database
+from server.owners.service import create_owner
+from server.settings import Settings
+from tests import services
+from tests.conftest import LiveServer, free_port
+from tests.owners.helpers import PASSWORD, make_payable_order, pay_in_demo_checkout
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MENU = Path(__file__).resolve().parents[2] / "examples" / "coffee.csv"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    path = services.chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server(settings: Settings, db: Database, live_server: Any) -> LiveServer:
+    port = free_port()
+    app = create_app(settings.with_(public_base_url=f"http://127.0.0.1:{port}"), db=db)
+    return live_server(app, port)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def page(browser: Browser, server: LiveServer) -> Iterator[tuple[Page, list[str]]]:
+    context = browser.new_context(base_url=server.url)
+    context.grant_permissions(
+        ["clipboard-read", "clipboard-write", "notifications"], origin=server.url
+    )
+    page = context.new_page()
+    problems: list[str] = []  # console errors, CSP violations included
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    yield page, problems
+    context.close()
+
+
+def test_owner_goes_from_login_to_a_live_paid_order(
+    page: tuple[Page, list[str]], server: LiveServer, db: Database
+) -> None:
+    from playwright.sync_api import expect
+
+    p, problems = page
+    with db.write() as s:
+        create_owner(s, "owner@example.com", PASSWORD)
+
+    # Log in.
+    p.goto("/dashboard")
+    expect(p).to_have_url(f"{server.url}/login?next=/dashboard")
+    p.fill("input[name=email]", "owner@example.com")
+    p.fill("input[name=password]", PASSWORD)
+    p.click("form[action='/login'] button[type=submit]")
+    expect(p.locator("h1")).to_have_text("Your shops")
+
+    # Create a shop and upload its menu: preview first, then publish.
+    p.fill("input[name=name]", "Browser Beans")
+    p.click("text=Create shop")
+    p.set_input_files("input[type=file]", str(MENU))
+    p.click("text=Preview")
+    expect(p.locator("h2")).to_contain_text("Preview of coffee.csv")
+    expect(p.locator("ul.changes.added")).to_contain_text("Latte")
+    p.click("text=Publish this menu")
+    expect(p.locator(".notice")).to_contain_text("Menu version 1 is live")
+    expect(p.locator("table.products")).to_contain_text("Latte")
+    shop_id = p.url.split("/dashboard/shops/")[1].split("/")[0]
+
+    # Copy the embed snippet.
+    p.click("nav.tabs >> text=Share")
+    p.click("text=Copy snippet")
+    expect(p.locator("button[data-copy='#embed-snippet']")).to_have_text("Copied")
+    copied = p.evaluate("navigator.clipboard.readText()")
+    assert copied == f'<script src="{server.url}/widget.js" data-shop="{shop_id}" async></script>'
+
+    # The orders page goes live; a customer pays in the demo checkout; the order appears.
+    p.click("nav.tabs >> text=Orders")
+    expect(p.locator("#live-state")).to_have_text("Live")
+    p.click("#enable-alerts")
+    # Record notifications instead of showing them (headless Chromium has nowhere to show them).
+    p.evaluate(
+        "() => { window.__notified = []; window.Notification = class {"
+        " constructor(title) { window.__notified.push(title); } static permission = 'granted'; }; }"
+    )
+    order_id, thread_token = make_payable_order(db, shop_id)
+    with httpx.Client(base_url=server.url, timeout=10) as customer:
+        pay_in_demo_checkout(customer, shop_id, order_id, thread_token)
+    row = p.locator(f"tr[data-order-id='{order_id}']")
+    expect(row).to_contain_text("paid")
+    expect(row).to_contain_text("2 × Espresso")
+    assert p.evaluate("window.__notified") == [f"New order {order_id[-6:]}"]
+
+    # Mark it ready from the live table.
+    row.locator("button[data-status=ready]").click()
+    expect(row.locator(".badge.status")).to_have_text("ready")
+    expect(row.locator("button[data-status=completed]")).to_be_visible()
+    assert not problems, problems
