@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from server.catalog.model import Choice, OptionGroup, Product
@@ -60,6 +61,7 @@ CURRENCY_WORDS = frozenset(
     ]
 )
 _SEPARATORS_SPACE = str.maketrans("", "", " \u00a0\u202f\u2009'’")
+_PLAIN = re.compile(r"^\s*([+-]?)(\d{1,9})(?:\.(\d+))?\s*$")
 _NUMBER = re.compile(r"^(?P<sign>[+-])?(?P<num>[0-9.,]*[0-9])$")
 
 TRUE_WORDS = frozenset(
@@ -109,6 +111,17 @@ class FieldError(ValueError):
 def parse_price(text: str, exponent: int, *, allow_negative: bool = False) -> int:
     """``"$4.50"`` -> 450 (exponent 2); ``"4,50 €"`` -> 450; ``"1.234,50"`` -> 123450;
     ``"¥1,200"`` -> 1200 (exponent 0). Raises :class:`FieldError`."""
+    plain = _PLAIN.match(text)
+    if plain:  # the common "4.50" / "+0.50": no separators or symbols to interpret
+        sign, whole, frac = plain.groups()
+        frac = frac or ""
+        if (
+            len(frac) <= exponent
+            and int(whole) < MAX_PRICE_MAJOR
+            and (sign != "-" or allow_negative)
+        ):
+            amount = int(whole) * 10**exponent + int(frac.ljust(exponent, "0") or "0")
+            return -amount if sign == "-" else amount
     raw = text.strip()
     if not raw:
         raise FieldError("price is empty")
@@ -201,13 +214,15 @@ _GROUP_HEAD = re.compile(
 _DELTA = re.compile(r"^(?P<name>.*\S)\s+(?P<sign>[+-])\s*(?P<amount>\S.*)$")
 
 
+@lru_cache(maxsize=4096)
 def parse_options(text: str, exponent: int) -> tuple[OptionGroup, ...]:
     """Parse ``Size: Small | Large +0.50; Toppings[0-3]: Olives +1 | Basil``.
 
     A plain ``Name:`` group is single-choice with its first
     choice the default; ``Name[min-max]:`` is chosen explicitly (``[1-1]``: required, no
     default); ``Name[n]`` means exactly n; a maximum above the number of choices means "any of
-    them". Raises :class:`FieldError` on bad syntax."""
+    them". Raises :class:`FieldError` on bad syntax. Cached: menus repeat the same option sets
+    on many products, and the result is immutable."""
     groups: list[OptionGroup] = []
     seen: set[str] = set()
     for chunk in text.split(";"):

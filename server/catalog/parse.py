@@ -231,7 +231,9 @@ def build_draft(
     col = lambda key: columns.get(key, key)  # noqa: E731
     text: dict[str, str] = {}
     for key, value in values.items():
-        if key == "options" and isinstance(value, list):
+        if type(value) is str:
+            pass  # CSV: always text
+        elif key == "options" and isinstance(value, list):
             value = "; ".join(_group_text(g) for g in value)
         elif key == "tags" and isinstance(value, list):
             value = ",".join(str(v) for v in value)

@@ -9,12 +9,13 @@ always shows the prices it was placed at. Only availability changes in place; it
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import JSON, Text, bindparam, cast, func, insert
 from sqlmodel import Session, select
 
 from server import models
@@ -83,23 +84,7 @@ def import_catalog(
     )
     session.add(catalog)
     session.flush()
-    rows = [
-        {
-            "catalog_id": catalog.id,
-            "product_id": p.id,
-            "position": position,
-            "name": p.name,
-            "category": p.category,
-            "description": p.description,
-            "price": p.price,
-            "options": [g.to_json() for g in p.options],
-            "tags": list(p.tags),
-            "available": p.available,
-            "image_url": p.image_url,
-        }
-        for position, p in enumerate(result.products)
-    ]
-    session.execute(insert(models.Product), rows)
+    _insert_products(session, catalog.id, result.products)  # type: ignore[arg-type]
     shop.live_catalog_version = version
     session.add(shop)
     session.flush()
@@ -167,27 +152,50 @@ def load_menu(session: Session, shop_id: str, version: int | None = None) -> Men
     if catalog is None:
         return None
     P = models.Product
+    # Options and tags come back as JSON text, decoded once per distinct value: products of a
+    # menu share a few option sets, and decoding dominates loading a large catalog.
     rows = session.execute(
         select(
-            P.product_id,
-            P.name,
-            P.price,
-            P.category,
-            P.description,
-            P.options,
-            P.tags,
-            P.available,
-            P.image_url,
+            P.product_id, P.name, P.price, P.category, P.description,
+            cast(P.options, Text), cast(P.tags, Text), P.available, P.image_url,
         )
         .where(P.catalog_id == catalog.id)
         .order_by(P.position)
-    ).all()
-    menu = Menu(
-        shop_id=shop_id,
-        currency=shop.currency,
-        version=wanted,
-        products=tuple(_product(*r) for r in rows),
-    )
+    ).all()  # fmt: skip
+    groups: dict[str, tuple[OptionGroup, ...]] = {}
+    tags: dict[str, tuple[str, ...]] = {}
+    products = []
+    for (
+        pid,
+        name,
+        price,
+        category,
+        description,
+        options_text,
+        tags_text,
+        available,
+        image_url,
+    ) in rows:
+        if options_text not in groups:
+            groups[options_text] = tuple(
+                OptionGroup.from_json(g) for g in json.loads(options_text or "[]")
+            )
+        if tags_text not in tags:
+            tags[tags_text] = tuple(json.loads(tags_text or "[]"))
+        products.append(
+            Product(
+                pid,
+                name,
+                price,
+                category,
+                description,
+                groups[options_text],
+                tags[tags_text],
+                available,
+                image_url,
+            )
+        )
+    menu = Menu(shop_id=shop_id, currency=shop.currency, version=wanted, products=tuple(products))
     with _cache_lock:
         _cache[key] = menu
         while len(_cache) > _CACHE_SIZE:
@@ -276,6 +284,51 @@ def preview_catalog(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _insert_products(session: Session, catalog_id: int, products: list[Product]) -> None:
+    """One executemany of plain rows. Options and tags are serialised once per distinct value
+    (products share option sets, and ``parse_options`` hands back the same objects), then bound
+    as text: cast to JSON on PostgreSQL, stored as is on SQLite."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def json_param(name: str) -> Any:
+        param = bindparam(name, type_=Text)
+        return cast(param, JSON) if postgres else param
+
+    texts: dict[int, str] = {}
+    keep: list[object] = []  # keeps memo keys (object ids) alive while the memo is in use
+
+    def text_of(value: tuple[Any, ...], encode: Any) -> str:
+        key = id(value)
+        if key not in texts:
+            keep.append(value)
+            texts[key] = json.dumps(encode(value))
+        return texts[key]
+
+    def group_json(groups: tuple[OptionGroup, ...]) -> list[dict[str, Any]]:
+        return [g.to_json() for g in groups]
+
+    statement = insert(models.Product.__table__).values(
+        options=json_param("options_json"), tags=json_param("tags_json")
+    )
+    rows = [
+        {
+            "catalog_id": catalog_id,
+            "product_id": p.id,
+            "position": position,
+            "name": p.name,
+            "category": p.category,
+            "description": p.description,
+            "price": p.price,
+            "options_json": text_of(p.options, group_json),
+            "tags_json": text_of(p.tags, list),
+            "available": p.available,
+            "image_url": p.image_url,
+        }
+        for position, p in enumerate(products)
+    ]
+    session.connection().execute(statement, rows)
 
 
 def _catalog_row(session: Session, shop_id: str, version: int | None) -> models.Catalog | None:

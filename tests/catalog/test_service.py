@@ -132,3 +132,29 @@ def test_ten_thousand_rows_are_bulk_inserted(db: Database, shop_id: str) -> None
     with db.read() as s:
         menu = load_menu(s, shop_id)
     assert len(menu.products) == 10_000  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+def test_import_versions_and_availability_on_postgres(pg_database_url: str) -> None:
+    from server.migrate import upgrade
+
+    upgrade(pg_database_url)
+    db = Database(pg_database_url)
+    try:
+        with db.write() as s:
+            shop_id = create_shop(s, name="PG Cafe").id
+        _import(db, shop_id, V1)
+        _import(db, shop_id, V2)
+        with pytest.raises(CatalogInvalid):
+            _import(db, shop_id, b"name,price\nA,x\n")
+        with db.write() as s:
+            set_product_available(s, s.get(Shop, shop_id), "mocha", False)  # type: ignore[arg-type]
+        with db.read() as s:
+            live = load_menu(s, shop_id)
+            old = load_menu(s, shop_id, version=1)
+            row = s.exec(select(Product).where(Product.product_id == "latte")).first()
+            assert row is not None and isinstance(row.options, list)
+        assert live.version == 2 and live.get("mocha").available is False  # type: ignore[union-attr]
+        assert old.get("latte").options[0].choices[1].price_delta == 50  # type: ignore[union-attr]
+    finally:
+        db.dispose()
