@@ -98,48 +98,19 @@ class Draft:
 
 _NAME = re.compile(
     r"\b(?:my name is|name is|name's|this is|i am|i'm|im|call me|under|for)\s+"
-    r"([A-Za-z][A-Za-z'\-]{1,30}(?:\s+[A-Z][A-Za-z'\-]{1,30})?)",
+    r"([^\W\d_][\w'\-]{1,30})(?:\s+([^\W\d_][\w'\-]{1,30}))?",
     re.IGNORECASE,
 )
-_NOT_NAMES = {
-    "a",
-    "an",
-    "the",
-    "done",
-    "good",
-    "fine",
-    "ok",
-    "okay",
-    "ready",
-    "here",
-    "pickup",
-    "delivery",
-    "table",
-    "me",
-    "it",
-    "that",
-    "this",
-    "all",
-    "just",
-    "not",
-    "sure",
-    "two",
-    "one",
-    "three",
-    "hungry",
-    "looking",
-    "going",
-    "back",
-    "in",
-    "at",
-    "to",
-    "take",
-    "takeaway",
-    "now",
-    "later",
-    "today",
-    "tonight",
-}
+_NOT_NAMES = set(
+    """a an the done good fine ok okay ready here pickup delivery table me it that this all just
+    not sure two one three hungry looking going back in at on to take takeaway now later today
+    tonight what why who how where when yes no sorry hi hello hey thanks thank please and with
+    your you my us we order cash card paying""".split()  # noqa: SIM905
+)
+_MODE_WORDS = (
+    ("delivery", re.compile(r"\bdeliver")),
+    ("pickup", re.compile(r"\bpick(?:ing)? (?:it |them |this |that )?up\b|\bpickup\b|\bcollect")),
+)
 _PHONE = re.compile(r"(\+?\d[\d\s().-]{6,}\d)")
 _TABLE = re.compile(
     r"\btable\s*(?:number\s*|no\.?\s*|#\s*)?(\d{1,4}|[a-z]\d{0,3})\b", re.IGNORECASE
@@ -149,9 +120,13 @@ _ADDRESS = re.compile(r"\b(?:deliver(?:ed|y)? to|address is|address:)\s+(.{5,200
 
 def find_name(text: str) -> str | None:
     for match in _NAME.finditer(text):
-        candidate = match.group(1).strip()
-        if candidate.split()[0].casefold() not in _NOT_NAMES:
-            return candidate.title() if candidate.islower() else candidate
+        first, last = match.group(1), match.group(2)
+        if first.casefold() in _NOT_NAMES:
+            continue
+        # A second word is a surname only when capitalised ("Ana Lima", not "Ana and").
+        if last and last[0].isupper() and last.casefold() not in _NOT_NAMES:
+            first = f"{first} {last}"
+        return first.title() if first.islower() else first
     return None
 
 
@@ -160,9 +135,11 @@ def name_from_answer(text: str) -> str | None:
     found = find_name(text)
     if found:
         return found
+    if "?" in text:
+        return None
     words = re.sub(r"[^\w\s'\-]", " ", text).split()
     plain = all(w.isalpha() or "-" in w or "'" in w for w in words)
-    if 1 <= len(words) <= 3 and plain and words[0].casefold() not in _NOT_NAMES:
+    if 1 <= len(words) <= 3 and plain and not {w.casefold() for w in words} & _NOT_NAMES:
         return " ".join(w[:1].upper() + w[1:] for w in words)
     return None
 
@@ -186,11 +163,8 @@ def fulfillment_from_conversation(texts: list[str], modes: tuple[str, ...]) -> d
             out["type"] = "table" if "table" in modes else out["type"]
         if m := _ADDRESS.search(text):
             out["address"] = m.group(1).strip().rstrip(".")
-        for kind, words in (
-            ("delivery", ("deliver",)),
-            ("pickup", ("pick up", "pickup", "collect")),
-        ):
-            if kind in modes and any(w in low for w in words):
+        for kind, pattern in _MODE_WORDS:
+            if kind in modes and pattern.search(low):
                 out["type"] = kind
     return out
 
