@@ -236,7 +236,7 @@ def test_a_blocked_popup_offers_a_continue_to_payment_link(
             {
                 "line_id": "l2",
                 "product_id": "croissant",
-                "name": "Croissant",
+                "name": HOSTILE.format("order"),
                 "quantity": 1,
                 "options": [],
                 "note": None,
@@ -262,6 +262,8 @@ def test_a_blocked_popup_offers_a_continue_to_payment_link(
         "Total",
         "$14.50",
     ]
+    assert card.locator(".sa-lines li").nth(1).inner_text().startswith("1 × <img src=x onerror=")
+    assert card.locator("img").count() == 0
     card.locator(".sa-go").click()
     link = card.locator("a.sa-link")
     link.wait_for()
@@ -270,6 +272,7 @@ def test_a_blocked_popup_offers_a_continue_to_payment_link(
     with page.context.expect_page() as tab:
         link.click()
     assert tab.value.title() == "Fake checkout"
+    no_xss(page)
 
 
 def test_rate_limit_and_server_error_each_show_one_line_with_retry(
@@ -347,3 +350,16 @@ def test_an_interrupted_reply_resumes_from_the_events_endpoint(
     assert frame.locator(".sa-bot").nth(1).inner_text() == "The first half, and the second half."
     assert site.chat.replays == [{"after": "2", "token": "tok_1", "thread_id": "thr_1"}]
     assert frame.locator(".sa-bar").is_hidden()
+
+
+def test_data_open_and_a_queued_open_call_open_the_chat_on_load(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True, attrs='data-open="true"')
+    page.goto(site.page_url)
+    chat(page).locator(".sa-form input").wait_for()
+    assert launcher(page).get_attribute("aria-expanded") == "true"
+    page.evaluate("ShopAssist.close()")
+    assert launcher(page).get_attribute("aria-expanded") == "false"
+    page.evaluate("ShopAssist.push(['open'])")
+    assert launcher(page).get_attribute("aria-expanded") == "true"

@@ -163,3 +163,36 @@ def test_reload_mid_payment_still_ends_in_the_true_status(page: Page, live: Live
     # The return page cannot reach the old chat; the order stream tells the new one.
     frame.locator(".sa-order .sa-status.sa-ok").wait_for()
     assert "Paid. Order number" in frame.locator(".sa-order .sa-status").inner_text()
+
+
+HOSTILE_CSV = b"""id,name,category,price,options
+cake,"<img src=x onerror=window.__xss=1> Cake <script>window.__xss=2</script>",Bakery,3.00,
+tart,"[Tart](javascript:window.__xss=3) ![p](https://evil.example/p.png)",Bakery,4.00,"Size: <b>Big</b> | Small"
+"""
+
+
+def test_hostile_catalog_and_message_text_render_inert(
+    page: Page, live: Live, db: Database
+) -> None:
+    with db.write() as session:
+        shop = session.get(Shop, live.shop.id)
+        assert shop is not None
+        import_catalog(session, shop, HOSTILE_CSV, "hostile.csv")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    frame = open_widget(page, live)
+    say(frame, "<img src=x onerror=\"window.__xss='message'\"> what do you have?")
+    say(frame, "one cake and one tart")
+    say(frame, "[pay here](javascript:window.__xss=4) <script>window.__xss=5</script>")
+    log = frame.locator(".sa-log")
+    assert "<script>window.__xss=2</script>" in log.inner_text()  # the model's reply, as text
+    frame.locator(".sa-cart summary").click()
+    cart = frame.locator(".sa-cart").inner_text()
+    assert "× <img src=x onerror=window.__xss=1> Cake <script>" in cart  # the product name
+    assert "<b>Big</b>" in cart  # an option
+    assert frame.locator("main img, main script, main b").count() == 0
+    hrefs = frame.locator("main a").evaluate_all("links => links.map(a => a.href)")
+    assert all(h.startswith("https://") for h in hrefs), hrefs
+    for f in page.frames:
+        assert f.evaluate("window.__xss") is None
+    assert not [u for u in requests if "evil.example" in u or u.endswith("/x")]
