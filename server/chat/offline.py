@@ -156,16 +156,24 @@ class _Conversation:
         if ph.is_hostile(self.norm):
             self.refuse()
             return
+        if self.pending and re.match(
+            r"^(?:no|nope|never ?mind|forget (?:it|that)|cancel (?:it|that)|skip (?:it|that)|"
+            r"leave (?:it|that))\b[.! ]*$",
+            self.norm,
+        ):
+            self.say("OK, I've left that out. " + self.subtotal())
+            return
         if self.pending and self.resolve_pending(self.pending):
             return
-        if self.dispatch():
-            return
-        if self.pending:
-            # Not an answer and nothing else we understood: ask again.
+        handled = self.dispatch()
+        changed = any(isinstance(o, CartChanged | Checkout) for o in self.outputs)
+        if self.pending and "pending" not in self.state and not changed:
+            # A question in between ("what's in my cart?"): answer it, then ask ours again.
             self.state["pending"] = self.pending
             self.say(self.pending.get("question", ""))
             return
-        self.fallback()
+        if not handled:
+            self.fallback()
 
     def refuse(self) -> None:
         self.say(
@@ -186,21 +194,41 @@ class _Conversation:
                 "I'm happy to answer questions about the menu."
             )
             return
-        queue = list(items)
-        while queue:
-            item = queue.pop(0)
-            if not self.add_one(item, queue):
-                return
+        # Add everything clear first, then ask about the first item that needs an answer.
+        unclear = [item for item in items if self.question_for(item) is not None]
+        for item in items:
+            if not any(item is u for u in unclear):
+                self.add_one(item)
+        if unclear:
+            first = unclear[0]
+            missing = self.question_for(first)
+            if missing == "product":
+                self.ask_product(first, unclear[1:])
+            else:
+                self.ask_option(self.product(first.product_ids[0]), first, missing, unclear[1:])
+            return
         if self.items_added:
             self.say(self.subtotal() + " Anything else? Say \"that's all\" when you're ready.")
             self.state["asked_more"] = True
 
-    def add_one(self, item: ItemRequest, queue: list[ItemRequest]) -> bool:
-        """False when a clarifying question was asked (the rest waits in the pending state)."""
+    def question_for(self, item: ItemRequest) -> Any:
+        """ "product" when the name is ambiguous, the option group still to choose, or None."""
+        if not 1 <= item.quantity <= MAX_QUANTITY:
+            return None
+        if len(item.product_ids) > 1:
+            return "product"
+        product = self.product(item.product_ids[0])
+        if not product.available:
+            return None
+        options, _ = extract_options(self.idx, product, item.words, item.override)
+        return self.missing_group(product, options)
+
+    def add_one(self, item: ItemRequest) -> None:
+        """Add one clear item, or say why not (sold out, too many, refused by the cart)."""
         if item.quantity <= 0:
             names = " or ".join(self.product(pid).name for pid in item.product_ids)
             self.say(f"OK, no {names}.")
-            return True
+            return
         if item.quantity > MAX_QUANTITY:
             names = " or ".join(self.product(pid).name for pid in item.product_ids)
             self.say(
@@ -208,24 +236,17 @@ class _Conversation:
                 f"didn't add {item.quantity} x {names}. For a large order, please contact the "
                 "shop directly."
             )
-            return True
-        if len(item.product_ids) > 1:
-            self.ask_product(item, queue)
-            return False
+            return
         product = self.product(item.product_ids[0])
         if not product.available:
             self.say(self.sold_out(product))
-            return True
+            return
         options, other = extract_options(self.idx, product, item.words, item.override)
-        missing = self.missing_group(product, options)
-        if missing is not None:
-            self.ask_option(product, item, missing, queue)
-            return False
         try:
             cart, line = add_item(self.menu, self.cart, product.id, item.quantity, options)
         except CartError as err:
             self.say(f"Sorry, I couldn't add {product.name}: {err}")
-            return True
+            return
         self.changed(cart, line)
         self.items_added = True
         added = Line(
@@ -241,7 +262,6 @@ class _Conversation:
         if other:
             text += f" ({product.name} doesn't come with {', '.join(other)}.)"
         self.say(text)
-        return True
 
     def missing_group(self, product: Product, options: list[dict[str, str]]) -> Any:
         named = {o["group"] for o in options}
