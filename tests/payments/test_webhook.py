@@ -370,3 +370,43 @@ def test_second_payment_for_a_paid_order_is_flagged(
     assert (
         after.status == "paid" and after.flagged and "second payment" in (after.flag_reason or "")
     )
+
+
+def test_different_events_and_the_return_page_racing_pay_once(
+    db: Database, order: models.Order
+) -> None:
+    """``completed``, ``async_payment_succeeded`` and return-page checks of one payment, all at
+    once: distinct event ids, so only the state machine under the row lock keeps it to one."""
+    from server.orders.fulfil import serialised_write
+    from server.payments.webhook import record_event, settle_session
+
+    obj = session_obj(order)
+    barrier = threading.Barrier(12)
+    changes: list[int] = []
+
+    def webhook(kind: str, n: int) -> None:
+        barrier.wait()
+        changes.append(
+            len(record_event(db, make_event(kind, obj, event_id=f"evt_{kind}_{n}")).changes)
+        )
+
+    def return_page() -> None:
+        barrier.wait()
+        with serialised_write(db) as s:
+            changes.append(len(settle_session(s, obj, source="return").changes))
+
+    threads = [
+        threading.Thread(target=webhook, args=("checkout.session.completed", i)) for i in range(4)
+    ]
+    threads += [
+        threading.Thread(target=webhook, args=("checkout.session.async_payment_succeeded", i))
+        for i in range(4)
+    ]
+    threads += [threading.Thread(target=return_page) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(changes) == [0] * 11 + [1]
+    assert status_changes(db, order.id) == [("awaiting_payment", "paid")]
+    assert len(event_rows(db)) == 8
