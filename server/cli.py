@@ -269,6 +269,13 @@ def start_example_site(host: str, port: int, app_url: str, shop_id: str) -> Thre
     return server
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the scripted conversations; non-zero exit when any ends in the wrong order."""
+    from server.chat.eval import run_eval
+
+    return run_eval(args.assistant, args.dir, verbose=args.verbose)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -307,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("shop_id")
     p.add_argument("file")
     p.set_defaults(func=cmd_import_catalog)
+
+    p = sub.add_parser("eval", help="run scripted conversations; prints how many order right")
+    p.add_argument("--assistant", choices=("offline", "openai"), default="offline")
+    p.add_argument("--dir", type=Path, default=Path("examples/conversations"))
+    p.add_argument("-v", "--verbose", action="store_true", help="print every transcript")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

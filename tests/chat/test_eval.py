@@ -149,3 +149,16 @@ def test_openai_without_a_key_says_what_is_missing(
     out = io.StringIO()
     assert run_eval("openai", tmp_path, out=out) == 2
     assert "OPENAI_API_KEY" in out.getvalue()
+
+
+def test_cli_eval_subcommand_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from server.cli import main
+
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(conversation(name="good")))
+    assert main(["eval", "--dir", str(tmp_path)]) == 0
+    assert "1/1 conversations ended in exactly the expected order" in capsys.readouterr().out
+    wrong = conversation(name="wrong", turns=["a croissant", "that's all"])
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong))
+    assert main(["eval", "--assistant", "offline", "--dir", str(tmp_path)]) == 1
