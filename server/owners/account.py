@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.db import Database
 from server.errors import AppError, NotFound
 from server.http import client_ip
 from server.models import ApiToken, Owner
 from server.owners.auth import (
     SESSION_COOKIE,
+    LoginOutcome,
     check_form_csrf,
     check_password_login,
     clear_session_cookie,
@@ -40,6 +43,7 @@ from server.owners.magic import (
 from server.owners.pages import owner_page, redirect, render, safe_next
 from server.owners.service import change_password, create_owner, find_owner
 from server.owners.tokens import create_api_token, revoke_api_token
+from server.settings import Settings
 
 LOGIN_IP_LIMIT = (20, 300)  # attempts per IP per 5 minutes, on top of the per-account lockout
 SIGNUP_IP_LIMIT = (10, 3600)
@@ -80,6 +84,29 @@ async def _limited(request: Request, key: str, limit: tuple[int, int]) -> int | 
     return await request.app.state.limiter.hit(key, limit[0], limit[1])  # type: ignore[no-any-return]
 
 
+# Password hashing takes tens of milliseconds of CPU: these run in the thread pool so live
+# order streams on the same worker do not stall while someone signs in.
+
+
+def _create_owner_tx(db: Database, email: str, password: str) -> Owner:
+    with db.write() as s:
+        return create_owner(s, email, password)
+
+
+def _login_tx(db: Database, settings: Settings, email: str, password: str) -> LoginOutcome:
+    with db.write() as s:
+        return check_password_login(s, settings, email, password)
+
+
+def _change_password_tx(
+    db: Database, owner_id: str, current: str, new: str, keep: str | None
+) -> None:
+    with db.write() as s:
+        owner = s.get(Owner, owner_id)
+        assert owner is not None
+        change_password(s, owner, current, new, keep_session_id=keep)
+
+
 # ---------------------------------------------------------------- sign-up and login
 
 
@@ -105,8 +132,9 @@ async def signup_submit(request: Request) -> Response:
             429,
         )
     try:
-        with request.app.state.db.write() as s:
-            owner = create_owner(s, email, form.get("password", ""))
+        owner = await run_in_threadpool(
+            _create_owner_tx, request.app.state.db, email, form.get("password", "")
+        )
     except AppError as exc:
         return _anon_page(
             request, "auth/signup.html", {"email": email, "error": exc.message}, exc.status_code
@@ -132,9 +160,9 @@ async def login_submit(request: Request) -> Response:
         response = _anon_page(request, "auth/login.html", ctx, 429)
         response.headers["Retry-After"] = str(retry)
         return response
-    settings = request.app.state.settings
-    with request.app.state.db.write() as s:
-        outcome = check_password_login(s, settings, email, form.get("password", ""))
+    outcome = await run_in_threadpool(
+        _login_tx, request.app.state.db, request.app.state.settings, email, form.get("password", "")
+    )
     if outcome.owner is None:
         ctx["error"] = outcome.message
         response = _anon_page(request, "auth/login.html", ctx, 429 if outcome.retry_after else 401)
@@ -243,16 +271,14 @@ async def password_submit(request: Request, owner: Owner) -> Response:
         ctx = _account_context(request, owner, password_error="The two new passwords differ.")
         return render(request, "dashboard/account.html", ctx, 422)
     try:
-        with request.app.state.db.write() as s:
-            fresh = s.get(Owner, owner.id)
-            assert fresh is not None
-            change_password(
-                s,
-                fresh,
-                form.get("current_password", ""),
-                form.get("new_password", ""),
-                keep_session_id=current.id if current else None,
-            )
+        await run_in_threadpool(
+            _change_password_tx,
+            request.app.state.db,
+            owner.id,
+            form.get("current_password", ""),
+            form.get("new_password", ""),
+            current.id if current else None,
+        )
     except AppError as exc:
         ctx = _account_context(request, owner, password_error=exc.message)
         return render(request, "dashboard/account.html", ctx, exc.status_code)

@@ -1,25 +1,23 @@
-"""Dashboard pages: shops, shop settings, catalog upload with preview, sold-out toggles, the
-share panel and table card, and the orders pages. Every page resolves its shop through the
+"""Dashboard pages: shops, shop settings, the share panel and table card, and the orders
+pages (the menu pages are in ``catalog_pages``). Every page resolves its shop through the
 signed-in owner (``owned_shop``), so another owner's id is a 404."""
 
 from __future__ import annotations
 
 import re
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 from sqlmodel import col, select
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 
-from server.catalog.service import import_catalog, preview_catalog, set_product_available
-from server.errors import AppError, CatalogInvalid, NotFound, PayloadTooLarge, Unprocessable
-from server.models import Catalog, OrderStatusChange, Owner, Product, Shop
+from server.errors import AppError, NotFound
+from server.models import OrderStatusChange, Owner, Shop
 from server.owners.api import apply_owner_status
 from server.owners.auth import reading
+from server.owners.catalog_pages import live_products
 from server.owners.orders import (
     PAID_VIEW,
     OrderFilter,
@@ -44,23 +42,6 @@ def _links(request: Request, shop: Shop) -> dict[str, Any]:
     host = settings.public_base_url
     links.setdefault("csp_lines", [f"script-src {host}", f"frame-src {host}"])
     return links
-
-
-def _live_products(session: Any, shop: Shop) -> list[Product]:
-    if shop.live_catalog_version is None:
-        return []
-    catalog = session.exec(
-        select(Catalog).where(
-            Catalog.shop_id == shop.id, Catalog.version == shop.live_catalog_version
-        )
-    ).first()
-    if catalog is None:
-        return []
-    return list(
-        session.exec(
-            select(Product).where(Product.catalog_id == catalog.id).order_by(col(Product.position))
-        ).all()
-    )
 
 
 async def _fields(request: Request) -> dict[str, Any]:
@@ -106,7 +87,7 @@ async def shop_overview(request: Request, owner: Owner) -> Response:
     with reading(request.app.state.db) as s:
         shop = owned_shop(s, owner.id, request.path_params["shop_id"])
         recent, _ = list_orders(s, shop.id, OrderFilter(limit=5))
-        products = len(_live_products(s, shop))
+        products = len(live_products(s, shop))
     return render(
         request,
         "dashboard/shop.html",
@@ -157,130 +138,6 @@ async def shop_settings_submit(request: Request, owner: Owner) -> Response:
         }
         return render(request, "dashboard/settings.html", ctx, 422)
     return redirect(f"/dashboard/shops/{shop.id}/settings?saved=1")
-
-
-# ---------------------------------------------------------------- catalog
-
-
-@owner_page
-async def catalog_page(request: Request, owner: Owner) -> Response:
-    with reading(request.app.state.db) as s:
-        shop = owned_shop(s, owner.id, request.path_params["shop_id"])
-        products = _live_products(s, shop)
-    ctx = {"shop": shop, "products": products, "imported": request.query_params.get("imported")}
-    return render(request, "dashboard/catalog.html", ctx)
-
-
-def _upload_dir(request: Request, shop_id: str) -> Path:
-    return Path(request.app.state.settings.data_dir) / "uploads" / shop_id
-
-
-def _forget_old_uploads(folder: Path) -> None:
-    cutoff = time.time() - UPLOAD_TTL_SECONDS
-    for path in folder.glob("*"):
-        if path.stat().st_mtime < cutoff:
-            path.unlink(missing_ok=True)
-
-
-@owner_page
-async def catalog_preview(request: Request, owner: Owner) -> Response:
-    """Parse the file and show what would change; nothing goes live yet. The bytes wait in the
-    data directory under a random id until the owner confirms (or an hour passes)."""
-    shop_id = request.path_params["shop_id"]
-    with reading(request.app.state.db) as s:
-        owned_shop(s, owner.id, shop_id)
-    form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise Unprocessable("Choose a CSV or JSON file to upload.")
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge("The file is larger than 5 MB.")
-    filename = Path(upload.filename).name[:200]
-    errors: list[dict[str, Any]] = []
-    preview: dict[str, Any] = {}
-    with reading(request.app.state.db) as s:
-        shop = owned_shop(s, owner.id, shop_id)
-        try:
-            preview = preview_catalog(s, shop, data, filename)
-        except CatalogInvalid as exc:
-            errors = exc.errors
-    errors = errors or list(preview.get("errors") or [])
-    if not errors and not preview.get("valid", True):
-        errors = [{"line": None, "column": None, "message": "The file has no products."}]
-    upload_id = ""
-    if not errors:
-        folder = _upload_dir(request, shop_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        _forget_old_uploads(folder)
-        upload_id = secrets.token_urlsafe(24)
-        (folder / upload_id).write_bytes(data)
-        (folder / f"{upload_id}.name").write_text(filename)
-    ctx = {
-        "shop": shop,
-        "preview": preview,
-        "errors": errors,
-        "upload_id": upload_id,
-        "filename": filename,
-    }
-    return render(request, "dashboard/catalog_preview.html", ctx, 422 if errors else 200)
-
-
-@owner_page
-async def catalog_confirm(request: Request, owner: Owner) -> Response:
-    upload_id = str((await request.form()).get("upload_id", ""))
-    shop_id = request.path_params["shop_id"]
-    with reading(request.app.state.db) as s:
-        owned_shop(s, owner.id, shop_id)
-    path = _upload_dir(request, shop_id) / upload_id
-    if not _UPLOAD_ID.match(upload_id) or not path.is_file():
-        raise NotFound("That upload expired or was already published. Upload the file again.")
-    data = path.read_bytes()
-    filename = (
-        (path.parent / f"{upload_id}.name").read_text()
-        if (path.parent / f"{upload_id}.name").is_file()
-        else "catalog.csv"
-    )
-    try:
-        with request.app.state.db.write() as s:
-            shop = owned_shop(s, owner.id, shop_id)
-            result = import_catalog(s, shop, data, filename)
-            version = getattr(result, "version", None) or shop.live_catalog_version
-    except CatalogInvalid as exc:
-        ctx = {
-            "shop": shop,
-            "preview": {},
-            "errors": exc.errors,
-            "upload_id": "",
-            "filename": filename,
-        }
-        return render(request, "dashboard/catalog_preview.html", ctx, 422)
-    path.unlink(missing_ok=True)
-    (path.parent / f"{upload_id}.name").unlink(missing_ok=True)
-    await _menu_changed(request, shop_id)
-    return redirect(f"/dashboard/shops/{shop_id}/catalog?imported={version}")
-
-
-@owner_page
-async def product_availability(request: Request, owner: Owner) -> Response:
-    """Sold-out toggle. A form post redirects back; ``Accept: application/json`` gets JSON."""
-    available = str((await request.form()).get("available", "")) in ("1", "true", "on")
-    shop_id, product_id = request.path_params["shop_id"], request.path_params["product_id"]
-    with request.app.state.db.write() as s:
-        shop = owned_shop(s, owner.id, shop_id)
-        if not any(p.product_id == product_id for p in _live_products(s, shop)):
-            raise NotFound("No such product in the live catalog.")
-        set_product_available(s, shop, product_id, available)
-    await _menu_changed(request, shop_id)
-    if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse({"product_id": product_id, "available": available})
-    return redirect(f"/dashboard/shops/{shop_id}/catalog")
-
-
-async def _menu_changed(request: Request, shop_id: str) -> None:
-    await request.app.state.bus.publish(
-        f"shop:{shop_id}", {"type": "menu_changed", "shop_id": shop_id}
-    )
 
 
 # ---------------------------------------------------------------- share panel

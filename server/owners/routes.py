@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from server.owners import account, api, dashboard
+from server.owners import account, api, catalog_pages, dashboard
 
 routes: list[BaseRoute] = [
     # accounts
@@ -31,16 +31,20 @@ routes: list[BaseRoute] = [
     Route("/dashboard/shops/{shop_id}", dashboard.shop_overview, methods=["GET"]),
     Route("/dashboard/shops/{shop_id}/settings", dashboard.shop_settings_page, methods=["GET"]),
     Route("/dashboard/shops/{shop_id}/settings", dashboard.shop_settings_submit, methods=["POST"]),
-    Route("/dashboard/shops/{shop_id}/catalog", dashboard.catalog_page, methods=["GET"]),
+    Route("/dashboard/shops/{shop_id}/catalog", catalog_pages.catalog_page, methods=["GET"]),
     Route(
-        "/dashboard/shops/{shop_id}/catalog/preview", dashboard.catalog_preview, methods=["POST"]
+        "/dashboard/shops/{shop_id}/catalog/preview",
+        catalog_pages.catalog_preview,
+        methods=["POST"],
     ),
     Route(
-        "/dashboard/shops/{shop_id}/catalog/confirm", dashboard.catalog_confirm, methods=["POST"]
+        "/dashboard/shops/{shop_id}/catalog/confirm",
+        catalog_pages.catalog_confirm,
+        methods=["POST"],
     ),
     Route(
         "/dashboard/shops/{shop_id}/products/{product_id}/availability",
-        dashboard.product_availability,
+        catalog_pages.product_availability,
         methods=["POST"],
     ),
     Route("/dashboard/shops/{shop_id}/card", dashboard.share_card, methods=["GET"]),
