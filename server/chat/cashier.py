@@ -234,17 +234,7 @@ class LLMCashier:
             modes=", ".join(modes),
             default_mode=modes[0],
             menu_lines=cashier_menu_lines(menu, cart, texts),
-            cart_json=json.dumps(
-                [
-                    {
-                        "product_id": line.product_id,
-                        "quantity": line.quantity,
-                        "options": [{"group": s.group, "choice": s.choice} for s in line.options],
-                        "note": line.note,
-                    }
-                    for line in cart.lines
-                ]
-            ),
+            cart_json=json.dumps([line_item(line) for line in cart.lines]),
         )
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
         messages += [
@@ -314,19 +304,21 @@ def order_summary(lines: list[Line], currency: str) -> str:
     return f"Here is your order: {items}. Total {total}. Use the Pay button to pay."
 
 
+def line_item(line: Line) -> dict[str, Any]:
+    """A priced line back to a draft item (no price: the catalog prices it again)."""
+    return {
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "options": [{"group": s.group, "choice": s.choice} for s in line.options],
+        "note": line.note,
+    }
+
+
 def _draft_state(draft: Draft) -> dict[str, Any]:
     """What a cashier thread remembers while it waits for the customer's name."""
     return {
         "awaiting": "name",
-        "items": [
-            {
-                "product_id": line.product_id,
-                "quantity": line.quantity,
-                "options": [{"group": s.group, "choice": s.choice} for s in line.options],
-                "note": line.note,
-            }
-            for line in draft.lines
-        ],
+        "items": [line_item(line) for line in draft.lines],
         "fulfillment": draft.fulfillment,
         "customer_note": draft.customer_note,
     }
@@ -414,6 +406,14 @@ async def _complete(
 
     # The reply is stored in the thread the customer wrote to and in the cashier's thread.
     targets = list(dict.fromkeys([reply.log.thread_id, cashier_id]))
+    try:
+        # Priced again from the live menu: a product sold out since it went in the cart
+        # cannot be ordered, and every price is the catalog's.
+        lines = price_items(ctx.menu, [line_item(line) for line in draft.lines])
+    except OrderDraftError as err:
+        await reply.say(f"Sorry, I cannot place this order: {err} Please change it and try again.")
+        await reply.store(targets)
+        return
     if ctx.shop.require_name and not draft.fulfillment.get("name"):
         state = _draft_state(draft)
         await runner._write(lambda s: threads.save_thread_state(s, cashier_id, state=state))
@@ -429,7 +429,7 @@ async def _complete(
             session,
             shop=shop,
             menu=ctx.menu,
-            lines=draft.lines,
+            lines=lines,
             fulfillment=draft.fulfillment,
             customer_note=draft.customer_note,
             thread_id=cashier_id,
@@ -443,6 +443,6 @@ async def _complete(
     if order is None:
         await reply.say(paused_reply(ctx.shop))
         return
-    await reply.say(order_summary(draft.lines, ctx.menu.currency))
+    await reply.say(order_summary(lines, ctx.menu.currency))
     await reply.store(targets)
     await reply.event("order", {"order": order})

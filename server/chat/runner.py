@@ -28,6 +28,7 @@ from server.db import Database
 from server.errors import Conflict
 from server.events import EventBus
 from server.ids import utcnow
+from server.orders.cart import reprice
 from server.settings import Settings
 
 log = logging.getLogger("shop_assist.chat")
@@ -189,6 +190,12 @@ class ChatRunner:
             await reply.say("This shop has no menu yet, so it cannot take orders.")
             await reply.finish([req.thread_id])
             return
+        if not ctx.cart.empty and ctx.cart.catalog_version != ctx.menu.version:
+            # The shop uploaded a new catalog: re-price the cart and say what changed.
+            ctx.cart, changes = reprice(ctx.menu, ctx.cart)
+            for change in changes:
+                await reply.event("notice", {"text": change})
+            await reply.event("cart", {"cart": ctx.cart.to_json()})
         use_llm = self.llm is not None
         if use_llm and ctx.tokens_today >= self.settings.shop_daily_tokens:
             use_llm = False
@@ -324,6 +331,7 @@ class _Reply:
         self.log = turn_log
         self.parts: list[str] = []
         self.text = False
+        self.cart_changed = False
         self.stored = False
         self.stored_parts = 0
         self.message_id: int | None = None
@@ -380,6 +388,7 @@ class _Reply:
                 await self.say(ev.text)
             elif isinstance(ev, CartChanged):
                 turn.cart = ev.cart
+                self.cart_changed = True
                 await self.event("cart", {"cart": ev.cart.to_json()})
             elif isinstance(ev, Notice):
                 await self.event("notice", {"text": ev.text})
@@ -398,8 +407,9 @@ class _Reply:
         try:
             return await self.run_waiter(OpenAIWaiter(self.runner.llm, self.runner.settings), turn)
         except LLMUnavailable as err:
-            if self.text:
-                # Part of the answer is out: keep it and the cart, end cleanly.
+            if self.text or self.cart_changed:
+                # Part of the answer is out (or the cart changed, which a second assistant
+                # would repeat): keep it and the cart, end cleanly.
                 await self.fail("upstream_error", f"{err} Please send your message again.")
                 return None
             await self.event("notice", {"text": FALLBACK_NOTICE})

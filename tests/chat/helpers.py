@@ -27,6 +27,17 @@ def make_shop(db: Database, menu: Menu, **fields: Any) -> models.Shop:
         )
         s.add(shop)
         s.flush()
+    add_version(db, shop.id, menu)
+    return shop
+
+
+def add_version(db: Database, shop_id: str, menu: Menu) -> None:
+    """Store ``menu`` as catalog version ``menu.version`` and make it live."""
+    with db.write() as s:
+        shop = s.get(models.Shop, shop_id)
+        assert shop is not None
+        shop.live_catalog_version = menu.version
+        s.add(shop)
         catalog = models.Catalog(
             shop_id=shop.id, version=menu.version, product_count=len(menu.products)
         )
@@ -47,7 +58,30 @@ def make_shop(db: Database, menu: Menu, **fields: Any) -> models.Shop:
                     available=p.available,
                 )
             )
-    return shop
+
+
+def sell_out(db: Database, shop_id: str, product_id: str) -> None:
+    """Mark a product of the live catalog sold out, as the owner's switch does."""
+    from sqlmodel import select
+
+    with db.write() as s:
+        shop = s.get(models.Shop, shop_id)
+        assert shop is not None
+        catalog = s.exec(
+            select(models.Catalog).where(
+                models.Catalog.shop_id == shop_id,
+                models.Catalog.version == shop.live_catalog_version,
+            )
+        ).one()
+        product = s.exec(
+            select(models.Product).where(
+                models.Product.catalog_id == catalog.id, models.Product.product_id == product_id
+            )
+        ).one()
+        product.available = False
+        shop.menu_revision += 1
+        s.add(product)
+        s.add(shop)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from server import models
 from server.app import create_app
 from server.chat.cashier import ASK_NAME, EMPTY_CART, ORDER_DRAFT_SCHEMA
 from server.orders.create import order_schema
-from tests.chat.helpers import Stream, make_shop, post_chat
+from tests.chat.helpers import Stream, add_version, make_shop, post_chat, sell_out
 from tests.fakes.fake_openai import ToolCall
 from tests.orders.menus import coffee_menu
 
@@ -243,3 +244,36 @@ def test_a_shop_that_requires_a_name_asks_for_it(
     order = check_order(named)
     assert order["fulfillment"]["name"] == "Ana" and order["total"] == 300
     assert len(fake_openai.requests) == 3  # two Waiter rounds, one Cashier; the name needed none
+
+
+def test_a_product_sold_out_since_it_was_added_is_not_ordered(
+    app: Starlette, serve: Any, shop: models.Shop, db: Any
+) -> None:
+    base = serve(app)
+    first = post_chat(base, shop.id, message="a croissant and an espresso")
+    assert first.of("cart")[-1].data["cart"]["subtotal"] == 625
+    sell_out(db, shop.id, "croissant")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    stream = post_chat(base, shop.id, message="that's all", **ids)
+    assert not stream.of("order") and "sold out" in stream.text
+    assert stream.events[-1].event == "done"
+
+
+def test_a_new_catalog_version_reprices_the_cart_with_a_notice(
+    app: Starlette, serve: Any, shop: models.Shop, db: Any
+) -> None:
+    base = serve(app)
+    first = post_chat(base, shop.id, message="an espresso")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    menu = coffee_menu(version=2)
+    menu = replace(
+        menu,
+        products=tuple(replace(p, price=350) if p.id == "espresso" else p for p in menu.products),
+        _by_id={},
+    )
+    add_version(db, shop.id, menu)
+    stream = post_chat(base, shop.id, message="that's all", **ids)
+    assert any("Espresso" in e.data["text"] for e in stream.of("notice"))
+    assert stream.of("cart")[0].data["cart"]["subtotal"] == 350
+    order = check_order(stream)
+    assert order["total"] == 350 and order["catalog_version"] == 2
