@@ -349,7 +349,7 @@ def _match_at(idx: MenuIndex, words: list[str], i: int, pid: str) -> tuple[int, 
         # A part of a name counts when it ends with the name's last word ("tea" for "Green
         # Tea") or only this product uses its words ("margherita" for "Pizza Margherita").
         tail = s + k == len(name)
-        own = all(idx.token_products[t] == 1 and t not in idx.choice_words for t in content)
+        own = any(idx.token_products[t] == 1 and t not in idx.choice_words for t in content)
         if full or tail or own:
             rank = (len(content), int(full))
             if best is None or rank > best:
@@ -380,7 +380,17 @@ def find_mentions(idx: MenuIndex, words: list[str], only: set[str] | None = None
         top = max(ranked.values())
         ids = tuple(pid for pid, r in ranked.items() if r == top)
         length = _span(idx, words, i, ids[0])
-        out.append(Mention(i, i + length, ids))
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and set(prev.product_ids) & set(ids)
+            and all(w in GLUE and w not in SEPARATORS for w in words[prev.end : i])
+        ):
+            # "a slice of carrot cake": two parts of one name, one item.
+            both = tuple(p for p in prev.product_ids if p in ids)
+            out[-1] = Mention(prev.start, i + length, both)
+        else:
+            out.append(Mention(i, i + length, ids))
         i += length
     return out
 
@@ -409,6 +419,7 @@ class ItemRequest:
     words: list[str]  # option words for this item
     override: list[str] = field(default_factory=list)  # "..., one with almond milk"
     stated: bool = False  # the quantity was written, not implied
+    by_choice: bool = False  # named only by a choice ("an earl grey" -> Tea)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -523,13 +534,15 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
                 qty, stated = after[0].value, True
                 post = post[after[0].end :]
             own = [w for j, w in enumerate(pre) if j not in used] + post
-            items.append(ItemRequest(m.product_ids, qty, own, stated=stated))
+            items.append(
+                ItemRequest(m.product_ids, qty, own, stated=stated, by_choice=m.start == m.end)
+            )
     out: list[ItemRequest] = []
     for i, item in enumerate(items):
         subs: list[ItemRequest] = []
         for seg in extras.get(i, []):
             nums = [n for n in find_numbers(seg) if not n.article]
-            if nums and any(idx.choice_words.get(w) for w in seg):
+            if nums and any(idx.choice_words.get(w) or w in _SIZE_WORDS for w in seg):
                 used = set(range(nums[0].start, nums[0].end))
                 rest = [w for j, w in enumerate(seg) if j not in used]
                 subs.append(
@@ -540,7 +553,7 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
             else:
                 item.words += seg
         taken = sum(s.quantity for s in subs)
-        has_own = any(idx.choice_words.get(w) for w in item.words)
+        has_own = any(idx.choice_words.get(w) or w in _SIZE_WORDS for w in item.words)
         if subs and (item.quantity - taken < 0 or (item.quantity == taken and has_own)):
             out.append(item)  # "one latte with oat and one with soy": two lattes
         elif subs and item.quantity == taken:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from server.catalog.model import Menu, Product
@@ -70,6 +70,9 @@ _DIET_TOKENS = frozenset(
         "option",
     ]
 )
+_CATEGORY_FILLER = frozenset(["more", "other", "others", "misc", "etc", "things", "stuff"])
+ASK_LIMIT = 6  # candidates named in a "which one?" question
+PENDING_LIMIT = 40  # candidates remembered for the answer
 MENU_LIST_LIMIT = 30  # above this many products, list categories instead
 CHUNK_WORDS = 6
 
@@ -272,13 +275,22 @@ class _Conversation:
 
     def ask_product(self, item: ItemRequest, queue: list[ItemRequest]) -> None:
         names = []
-        for pid in item.product_ids:
+        shown = item.product_ids[:ASK_LIMIT]
+        for pid in shown:
             p = self.product(pid)
             names.append(f"{p.name} ({self.money(p.price)}{'' if p.available else ', sold out'})")
-        question = "Which one would you like: " + _or(names) + "?"
+        if len(item.product_ids) > len(shown):
+            question = (
+                f"{len(item.product_ids)} items match. Which one would you like, for example "
+                + _or(names)
+                + "?"
+            )
+        else:
+            question = "Which one would you like: " + _or(names) + "?"
+        keep = replace(item, product_ids=item.product_ids[:PENDING_LIMIT])
         self.state["pending"] = {
             "kind": "product",
-            "item": item.to_state(),
+            "item": keep.to_state(),
             "queue": [q.to_state() for q in queue],
             "question": question,
         }
@@ -406,6 +418,14 @@ class _Conversation:
             return True
         if ph.is_question(norm) and not ph.has_order_cue(norm) and self.answer(items):
             return True
+        if (
+            items
+            and all(item.by_choice for item in items)
+            and not find_numbers(self.words)
+            and not ph.has_order_cue(norm)
+            and self.change([])
+        ):
+            return True  # a bare "sesame" after ordering a bagel: that bagel, sesame
         if not items and self.topic and self.menu.get(self.topic.get("product_id", "")):
             items = self.about_topic()
         if items:
@@ -457,6 +477,8 @@ class _Conversation:
                 self.say("You're welcome! What would you like?")
             else:
                 self.say("You're welcome! Say \"that's all\" when you're ready to order.")
+        elif re.search(r"\bhow are you\b|\bhow's it going\b", norm):
+            self.say("I'm well, thanks! What can I get you?")
         elif ph.is_plain_no(norm):
             self.say("No problem. " + self.hint())
         else:
@@ -806,12 +828,12 @@ class _Conversation:
                 )
 
     def categories_named(self) -> list[str]:
+        """Categories whose every main word is in the message ("teas" names "Tea & more")."""
+        words = set(self.words)
         found = []
         for cat, toks in self.idx.categories.items():
-            size = len(toks)
-            if size and any(
-                tuple(self.words[i : i + size]) == toks for i in range(len(self.words))
-            ):
+            main = [t for t in toks if t not in GLUE and t not in _CATEGORY_FILLER]
+            if main and all(t in words for t in main):
                 found.append(cat)
         return found
 

@@ -133,7 +133,8 @@ _QUESTION_START = re.compile(
 )
 _PRICE = re.compile(r"\bhow much\b|\bprices?\b|\bcosts?\b|\bexpensive\b|\bpriced\b")
 _MENU = re.compile(
-    r"\bmenu\b|\bwhat (?:do|else do|can) you (?:have|sell|serve|offer|got|make)\b|\bwhat(?:'s| is) "
+    r"\bmenu\b|\b(?:what|which)\b.{0,30}\b(?:do|can) you (?:have|sell|serve|offer|got|make)\b|"
+    r"\bwhat(?:'s| is) "
     r"(?:available|on offer|good)\b|\bwhat can i (?:get|order|have)\b|\bwhat have you got\b|"
     r"\bwhat else\b|\bwhat do you recommend\b|\brecommend|\bwhat are my options\b"
 )
