@@ -200,3 +200,24 @@ def test_daily_token_budget_switches_to_simple_mode(
     second = post_chat(base, shop.id, message="hi again")
     assert [e.data["text"] for e in second.of("notice")] == [BUDGET_NOTICE]
     assert len(fake_openai.requests) == 1
+
+
+def test_a_second_message_while_a_reply_runs_is_refused(
+    llm_app: Starlette, serve: Any, shop: models.Shop, fake_openai: Any
+) -> None:
+    fake_openai.add_text(" ".join(f"w{i}" for i in range(30)), delay=0.05)
+    base = serve(llm_app)
+    head = post_chat(base, shop.id, message="go", stop_after=2)
+    ids = {"thread_id": head.thread["thread_id"], "thread_token": head.thread["thread_token"]}
+    busy = post_chat(base, shop.id, message="and?", **ids)
+    assert busy.status == 409
+    _wait_for_reply(base, shop.id, ids["thread_id"], ids["thread_token"])
+    assert post_chat(base, shop.id, message="and?", **ids).status == 200
+
+
+def test_events_need_the_token(llm_app: Starlette, serve: Any, shop: models.Shop) -> None:
+    base = serve(llm_app)
+    stream = post_chat(base, shop.id, message="hi")
+    tid = stream.thread["thread_id"]
+    assert get_events(base, shop.id, tid, "wrong").status == 404
+    assert get_events(base, "shp_other", tid, stream.thread["thread_token"]).status == 404
