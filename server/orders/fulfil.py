@@ -160,14 +160,12 @@ async def after_commit(
 
     Call only with changes your own transaction made (that is the "exactly once")."""
     for change in changes:
-        order, shop = await run_in_threadpool(_load, db, change.order_id)
-        if order is None or shop is None:
+        found = await run_in_threadpool(_effects, settings, db, change)
+        if found is None:
             continue
-        order_json = order_to_json(order)
-        extra = {"request_id": request_id, "order_id": order.id, "status": change.to_status}
+        order_json, shop = found
+        extra = {"request_id": request_id, "order_id": change.order_id, "status": change.to_status}
         if change.to_status == st.PAID:
-            await run_in_threadpool(write_order_file, settings.orders_dir, order_json)
-            await run_in_threadpool(_mark_fulfilled, db, order.id)
             log.info("order paid and fulfilled", extra={**extra, "source": change.source})
             message = {"type": "order_paid", "order": order_json}
             if shop.notify_webhook_url:
@@ -175,8 +173,23 @@ async def after_commit(
         else:
             log.info("order status changed", extra={**extra, "from": change.from_status})
             message = {"type": "order_status", "order": order_json}
-        await bus.publish(f"order:{order.id}", message)
-        await bus.publish(f"shop:{order.shop_id}", message)
+        await bus.publish(f"order:{change.order_id}", message)
+        await bus.publish(f"shop:{change.shop_id}", message)
+
+
+def _effects(
+    settings: Settings, db: Database, change: StatusChange
+) -> tuple[dict[str, Any], models.Shop] | None:
+    """The blocking part, in one worker thread: read the order; for a new ``paid``, write its
+    file and then record that it was fulfilled."""
+    order, shop = _load(db, change.order_id)
+    if order is None or shop is None:
+        return None
+    order_json = order_to_json(order)
+    if change.to_status == st.PAID:
+        write_order_file(settings.orders_dir, order_json)
+        _mark_fulfilled(db, order.id)
+    return order_json, shop
 
 
 def _load(db: Database, order_id: str) -> tuple[models.Order | None, models.Shop | None]:
