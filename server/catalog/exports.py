@@ -148,7 +148,8 @@ def _variant(
 def shopify_drafts(
     header: list[str], records: list[Record], exp: int, issues: Issues
 ) -> list[Draft]:
-    """Rows sharing a Handle are one product; the first row carries title, body, type, tags."""
+    """Rows sharing a Handle are one product; the first row carries title, body, type, tags.
+    Variants out of tracked stock are left out of the option group (all of them: unavailable)."""
     get = _getter(header)
     items: dict[str, _Item] = {}
     for line, cells in records:
@@ -184,6 +185,7 @@ def shopify_drafts(
         item.variant_rows += 1
         variant = _variant(line, label, price_text, "Variant Price", exp, issues)
         if variant:
+            variant.visible = not _shopify_sold_out(get, cells)
             item.variants.append(variant)
     drafts = []
     for item in items.values():
@@ -194,6 +196,14 @@ def shopify_drafts(
         if draft:
             drafts.append(draft)
     return drafts
+
+
+def _shopify_sold_out(get: Callable[[list[str], str], str], cells: list[str]) -> bool:
+    """Tracked stock at zero with overselling denied: the variant cannot be bought."""
+    quantity = get(cells, "variantinventoryqty")
+    tracked = bool(get(cells, "variantinventorytracker"))
+    denied = get(cells, "variantinventorypolicy").lower() == "deny"
+    return tracked and denied and quantity.lstrip("-").isdigit() and int(quantity) <= 0
 
 
 # ---------------------------------------------------------------- WooCommerce

@@ -55,6 +55,21 @@ def test_shopify_single_default_variant_has_no_options_and_drafts_are_unavailabl
     assert found["ceramic-mug"].available is True
 
 
+def test_shopify_variants_out_of_tracked_stock_are_left_out() -> None:
+    text = (
+        "Handle,Title,Option1 Name,Option1 Value,Variant Price,Variant Inventory Tracker,"
+        "Variant Inventory Qty,Variant Inventory Policy\n"
+        "tee,Tee,Size,S,20,shopify,0,deny\n"
+        "tee,,,M,20,shopify,3,deny\n"
+        "tee,,,L,22,shopify,0,continue\n"
+        "cap,Cap,Title,Default Title,15,shopify,0,deny\n"
+    )
+    tee, cap = parse_catalog(text.encode(), "x.csv", "usd").products
+    assert [c.name for c in tee.options[0].choices] == ["M", "L"]
+    assert tee.available is True
+    assert cap.available is False
+
+
 @pytest.mark.parametrize(
     ("row", "message"),
     [
