@@ -86,14 +86,11 @@ var isOpen = false;
 var unread = 0;
 /** @type {Function[]} */
 var paidHandlers = [];
-/** @type {any[]} messages sent before the chat app said it is ready */
-var outbox = [];
-
 /** @param {any} msg */
 function send(msg) {
   msg.sa = 1;
+  // Before the chat app is ready there is no one to tell; on 'ready' it learns the state.
   if (frame && ready && frame.contentWindow) frame.contentWindow.postMessage(msg, host);
-  else outbox.push(msg);
 }
 
 function preload() {
@@ -166,10 +163,8 @@ w.addEventListener('message', function (/** @type {MessageEvent} */ e) {
   var m = e.data || {};
   if (m.sa !== 1) return;
   if (m.type === 'ready') {
-    ready = true;
-    var q = outbox;
-    outbox = [];
-    q.forEach(send);
+    ready = true; // also after the chat page reloads itself ("New order")
+    if (isOpen) send({ type: 'open', full: innerWidth <= 640 });
   } else if (m.type === 'close') close(true);
   else if (m.type === 'unread') {
     unread = isOpen ? 0 : Math.max(0, m.count | 0);

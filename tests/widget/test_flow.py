@@ -124,6 +124,9 @@ def test_order_and_pay_from_the_widget_on_another_origin(page: Page, live: Live)
     page.wait_for_function(f"document.body.dataset.paid === {order_id!r}")
     frame.locator(".sa-bot", has_text=f"Paid. Order number {order_id}").wait_for()
     shot(page, "confirmation")
+    frame.locator(".sa-again").click()  # a new conversation in the same open panel
+    frame.locator(".sa-form input:focus").wait_for()
+    assert frame.locator(".sa-msg").all_inner_texts() == ["Hi! Coffee?"]
 
 
 def test_hosted_page_on_a_phone_orders_and_pays(phone: Page, live: Live) -> None:
