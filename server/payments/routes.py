@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ from server.catalog.money import format_amount
 from server.db import Database
 from server.errors import AppError, NotFound, PayloadTooLarge, UpstreamError
 from server.http import request_id
-from server.ids import tokens_equal
+from server.ids import tokens_equal, utcnow
 from server.orders import status as st
 from server.orders.fulfil import after_commit, serialised_write
 from server.payments.checkout import order_token
@@ -194,6 +195,12 @@ async def demo_checkout(request: Request) -> Response:
     ):
         raise NotFound("There is no demo checkout for this order.")
     back = urlencode({"order_id": order.id, "token": token})
+    expires = order.checkout_expires_at
+    # Like a Stripe session, a demo checkout ends after its 30 minutes; the chat opens a new one.
+    expired = (
+        expires is not None
+        and (expires if expires.tzinfo else expires.replace(tzinfo=UTC)) <= utcnow()
+    )
     if form is None:
         return _page(
             request,
@@ -202,7 +209,8 @@ async def demo_checkout(request: Request) -> Response:
                 "order": _order_view(order),
                 "shop_name": shop.name,
                 "token": token,
-                "payable": order.status in st.PAYABLE_STATUSES,
+                "payable": order.status in st.PAYABLE_STATUSES and not expired,
+                "expired": expired and order.status in st.PAYABLE_STATUSES,
                 "return_url": f"/checkout/return?{back}",
             },
         )
@@ -210,6 +218,10 @@ async def demo_checkout(request: Request) -> Response:
         return RedirectResponse(f"/checkout/return?cancelled=1&{back}", status_code=303)
     if order.status not in st.PAYABLE_STATUSES and not st.is_paid(order.status):
         raise AppError(f"This order is {order.status.replace('_', ' ')}; it cannot be paid.", 409)
+    if expired and not st.is_paid(order.status):
+        raise AppError(
+            "This demo checkout has expired; start the payment again from the chat.", 409
+        )
     session_id = order.checkout_session_id
     event = {
         "id": f"demo_evt_{session_id}",

@@ -108,3 +108,35 @@ def test_no_demo_page_for_a_stripe_order(demo_client: TestClient, db: Database) 
     )
     assert resp.status_code == 404
     assert get_order(db, order.id).status == "awaiting_payment"
+
+
+def test_expired_demo_checkout_cannot_be_paid_but_a_new_one_can(
+    demo_client: TestClient, db: Database
+) -> None:
+    from server import models
+    from server.ids import utcnow
+
+    shop = make_shop(db)
+    order, thread_token = make_order(db, shop)
+    start = {"order_id": order.id, "thread_token": thread_token}
+    body = demo_client.post(f"/api/order/{shop.id}", json=start).json()
+    with db.write() as s:
+        row = s.get(models.Order, order.id)
+        assert row is not None
+        row.checkout_expires_at = utcnow()  # 30 minutes later
+    page = demo_client.get(body["checkout_url"])
+    assert "has expired" in page.text and "Pay (demo)" not in page.text
+    pay = {"token": body["order_token"], "action": "pay"}
+    assert (
+        demo_client.post(f"/pay/demo/{order.id}", data=pay, follow_redirects=False).status_code
+        == 409
+    )
+    assert get_order(db, order.id).status == "awaiting_payment"
+
+    fresh = demo_client.post(f"/api/order/{shop.id}", json=start).json()
+    assert fresh["checkout_url"] != body["checkout_url"]
+    assert (
+        demo_client.post(f"/pay/demo/{order.id}", data=pay, follow_redirects=False).status_code
+        == 303
+    )
+    assert get_order(db, order.id).status == "paid"
