@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message
 
 from server.catalog.parse import MAX_BYTES
 from server.catalog.service import check_catalog, import_catalog, load_menu, menu_etag, menu_json
@@ -36,6 +37,7 @@ async def upload_catalog(request: Request) -> Response:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BYTES + FORM_OVERHEAD:
         raise PayloadTooLarge(f"The file is larger than {MAX_BYTES // 2**20} MB.")
+    request = _body_limited(request, MAX_BYTES + FORM_OVERHEAD)
     owner = await require_owner(request)  # API token, or the dashboard's session + CSRF
     async with request.form(max_files=1, max_fields=20, max_part_size=64 * 1024) as form:
         upload = form.get("file")
@@ -83,6 +85,23 @@ def _import(
             "format": result.format,
             "warnings": result.warnings,
         }
+
+
+def _body_limited(request: Request, limit: int) -> Request:
+    """The request with a body that stops at ``limit`` bytes: a chunked upload without a
+    Content-Length must not spool gigabytes to disk before the size check."""
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(f"The file is larger than {MAX_BYTES // 2**20} MB.")
+        return message
+
+    return Request(request.scope, receive)
 
 
 def _matches(if_none_match: str, etag: str) -> bool:

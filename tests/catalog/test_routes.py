@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import zxingcpp
 from PIL import Image
 from starlette.testclient import TestClient
@@ -177,3 +178,23 @@ def test_unknown_shop_menu_is_404_with_cors(client: TestClient) -> None:
     assert r.status_code == 404
     assert r.headers["access-control-allow-origin"] == "*"
     assert client.get("/api/shops/shp_nope/qr.png").status_code == 404
+
+
+async def test_upload_body_stops_at_the_limit_without_reading_the_rest() -> None:
+    from starlette.requests import Request
+
+    from server.catalog.routes import _body_limited
+    from server.errors import PayloadTooLarge
+
+    pulled = 0
+
+    async def receive() -> dict:  # type: ignore[type-arg]
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * 100, "more_body": pulled < 1000}
+
+    scope = {"type": "http", "method": "POST", "headers": [], "path": "/", "query_string": b""}
+    limited = _body_limited(Request(scope, receive), 250)
+    with pytest.raises(PayloadTooLarge):
+        await limited.body()
+    assert pulled == 3  # 300 bytes: the third chunk crosses the limit, the other 997 stay unread
