@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from server.cli import start_example_site
+from tests.conftest import free_port
 from tests.widget.conftest import Site, shot
 
 if TYPE_CHECKING:
@@ -363,3 +365,21 @@ def test_data_open_and_a_queued_open_call_open_the_chat_on_load(
     assert launcher(page).get_attribute("aria-expanded") == "false"
     page.evaluate("ShopAssist.push(['open'])")
     assert launcher(page).get_attribute("aria-expanded") == "true"
+
+
+def test_the_example_site_embeds_the_widget_under_its_csp(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    port = free_port()
+    example = start_example_site("127.0.0.1", port, site.server.url, site.shop.id)
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        launcher(page).wait_for()
+        page.locator("#order-now").click()  # the page's own button, through ShopAssist.push
+        chat(page).locator(".sa-form input").wait_for()
+        assert launcher(page).get_attribute("aria-expanded") == "true"
+        assert [e for e in page.errors if "Content Security Policy" in e] == []  # type: ignore[attr-defined]
+    finally:
+        example.shutdown()
+        example.server_close()

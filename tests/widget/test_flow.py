@@ -199,3 +199,19 @@ def test_hostile_catalog_and_message_text_render_inert(
     for f in page.frames:
         assert f.evaluate("window.__xss") is None
     assert not [u for u in requests if "evil.example" in u or u.endswith("/x")]
+
+
+def test_a_cancelled_payment_leaves_the_order_payable(page: Page, live: Live) -> None:
+    frame = open_widget(page, live)
+    order_two_items(frame)
+    card = checkout(frame)
+    with page.context.expect_page() as popup_info:
+        card.locator(".sa-go").click()
+    popup = popup_info.value
+    popup.wait_for_url(re.compile(r"/pay/demo/"))
+    with popup.expect_event("close"):
+        popup.get_by_role("button", name="Cancel").click()
+    card.locator(".sa-go:not([disabled])").wait_for()  # Pay again, nothing claims it was paid
+    assert card.locator(".sa-status").inner_text() == ""
+    # ...and paying on the second try still works.
+    pay_in_popup(page, card)
