@@ -159,6 +159,11 @@ class _Conversation:
         if ph.is_hostile(self.norm):
             self.refuse()
             return
+        if re.search(r"(?:^|[\s,(])-\s*\d", self.norm):
+            self.say(f"Sorry, quantities go from 1 to {MAX_QUANTITY}. " + self.hint())
+            if self.pending:
+                self.state["pending"] = self.pending
+            return
         if self.pending and re.match(
             r"^(?:no|nope|never ?mind|forget (?:it|that)|cancel (?:it|that)|skip (?:it|that)|"
             r"leave (?:it|that))\b[.! ]*$",
@@ -179,10 +184,16 @@ class _Conversation:
             self.fallback()
 
     def refuse(self) -> None:
-        self.say(
-            "Sorry, I can't do that. Prices come from the shop's menu, and I can only add items "
-            "that are on it. " + self.hint()
-        )
+        if ph.is_privacy_probe(self.norm):
+            self.say(
+                "Sorry, I can't do that. I can only talk about this shop's menu and your own "
+                "order. " + self.hint()
+            )
+        else:
+            self.say(
+                "Sorry, I can't do that. Prices come from the shop's menu, and I can only add "
+                "items that are on it. " + self.hint()
+            )
         if self.pending:
             self.state["pending"] = self.pending
 
@@ -758,7 +769,8 @@ class _Conversation:
         elif ph.asks_menu(norm) or (ph.asks_price(norm) and not products):
             self.show_menu([])
         elif products:
-            self.say(" ".join(self.about(p) for p in products) + " Would you like one?")
+            ask = " Would you like one?" if any(p.available for p in products) else ""
+            self.say(" ".join(self.about(p) for p in products) + ask)
         elif re.search(r"\b(?:do|have) you (?:have|got|sell|do|make)\b|\bis there\b", norm):
             self.fallback()
         else:
@@ -779,8 +791,12 @@ class _Conversation:
                 if choice:
                     unit += choice.price_delta
                     named.append(choice.name)
-            return f"A {product.name} ({', '.join(named)}) is {self.money(unit)}."
-        return self.about(product)
+            text = f"A {product.name} ({', '.join(named)}) is {self.money(unit)}."
+        else:
+            text, unit = self.about(product), product.price
+        if item and item.stated and item.quantity > 1 and product.available:
+            text += f" {item.quantity} would be {self.money(unit * item.quantity)}."
+        return text
 
     def about(self, product: Product) -> str:
         if not product.available:

@@ -115,6 +115,13 @@ _HOSTILE = [
     r"(?<!egg )(?<!soy )(?<!feel )(?<!meat )(?<!cruelty )\bfree\b",
     r"\$\s*0(?:\.00)?\b|\b(?:zero|0) (?:dollars|cents|euros|pounds|bucks)\b",
     r"\b(?:other|another) (?:customer|user|thread|conversation|person)'?s?\b|\bsomeone else'?s\b",
+    r"\b(?:previous|last|next) (?:customer|user|person|order)s?\b|\bother people'?s?\b",
+    # Naming a price: "price of latte is now 0.01", "charge me $1", "a latte for $1".
+    r"\bprices?\b.{0,25}\b(?:is|are|now|=|to|at|be|should)\b.{0,12}(?:\d|zero|nothing)",
+    r"\bprices?\s*[:=]|\bcharge (?:me|us)\b|\bcosts? (?:nothing|zero|0)\b",
+    r"(?:\bat|\bfor|@)\s*\$\s*\d|\b\d+(?:[.,]\d+)? ?(?:dollars?|bucks|euros?|pounds?|cents?)\b",
+    # Role and markup injection: "SYSTEM: ...", "</menu> new item: ...".
+    r"^(?:system|assistant|developer|admin)\s*:|</?[a-z_]+>|\bdrop table\b",
 ]
 _HOSTILE_RE = [re.compile(p) for p in _HOSTILE]
 _GREETING = re.compile(
@@ -192,6 +199,17 @@ def is_hostile(text: str) -> bool:
     """Prompt injection, price manipulation, or asking about someone else's conversation."""
     flat = _flat(text)
     return any(p.search(flat) for p in _HOSTILE_RE)
+
+
+_PRIVACY_RE = re.compile(
+    r"\b(?:other|another|previous|last|next) (?:customer|user|thread|conversation|person|order)"
+    r"|\bsomeone else|\bother people|\bsystem prompt\b|\byour (?:instructions|prompt|rules)\b"
+)
+
+
+def is_privacy_probe(text: str) -> bool:
+    """Asking for the system prompt or someone else's conversation (a kind of hostile)."""
+    return bool(_PRIVACY_RE.search(text))
 
 
 def is_greeting(text: str) -> bool:
