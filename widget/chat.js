@@ -13,7 +13,7 @@
  *   tax?: number, tip?: number, total: number, number?: string}} Order
  * @typedef {{shop_id: string, name: string, greeting: string, currency: string, exponent: number,
  *   color: string, paused: boolean, mode: string, lang: string, parent: string}} Config
- * @typedef {{thread_id?: string, token?: string, seq: number, busy?: boolean, next?: string,
+ * @typedef {{thread_id?: string, token?: string, seq: number, turn?: number, busy?: boolean, next?: string,
  *   pay?: {order_id: string, token: string, url?: string, final?: boolean}}} Saved
  */
 
@@ -328,6 +328,7 @@ function onEvent(name, d, id) {
     st.thread_id = d.thread_id || st.thread_id;
     if (d.thread_token) st.token = d.thread_token;
     st.seq = 0;
+    st.turn = id;
   } else if (name === 'handoff') st.next = d.thread_id; // the rest of this turn stays on the old thread
   else if (name === 'delta') {
     if (typing) { typing.remove(); typing = null; }
@@ -423,15 +424,20 @@ async function consume(res) {
   if (!finished) resume();
 }
 
-/** Replays what we missed of the current reply from the events endpoint, then stops at `done`. */
-async function resume() {
+/**
+ * Replays the current reply from the events endpoint and stops at `done`: what we missed, or
+ * after a reload (nothing of it on screen) the whole turn.
+ * @param {boolean} [whole]
+ */
+async function resume(whole) {
   if (!st.thread_id || !st.token) return fail(S[19], null);
   setBusy(true);
   finished = false;
+  var after = String((whole ? st.turn : st.seq) || 0);
   var ctl = new AbortController();
   try {
-    var res = await fetch(threadUrl() + '/events?after=' + (st.seq || 0), {
-      headers: { 'X-Thread-Token': st.token, 'Last-Event-ID': String(st.seq || 0), Accept: 'text/event-stream' },
+    var res = await fetch(threadUrl() + '/events?after=' + after, {
+      headers: { 'X-Thread-Token': st.token, 'Last-Event-ID': after, Accept: 'text/event-stream' },
       signal: ctl.signal
     });
     if (!res.ok) throw res;
@@ -440,7 +446,7 @@ async function resume() {
       if (finished) ctl.abort();
     });
   } catch (e) { /* aborted at done, or failed */ }
-  if (!finished) fail(navigator.onLine ? S[19] : S[16], resume);
+  if (!finished) fail(navigator.onLine ? S[19] : S[16], function () { resume(); });
 }
 
 // ------------------------------------------------------------------ cart and order
@@ -665,7 +671,7 @@ async function start() {
         renderCart(t.cart);
         if (t.order) renderOrder(t.order);
         // A reply that was still streaming when the page went away: pick it up where it stopped.
-        if (st.busy && (!msgs.length || msgs[msgs.length - 1].role === 'user')) resume();
+        if (st.busy && (!msgs.length || msgs[msgs.length - 1].role === 'user')) resume(true);
         else setBusy(false);
       } else if (res.status === 404 || res.status === 401 || res.status === 403) {
         st = { seq: 0 };

@@ -104,6 +104,7 @@ class ScriptedChat:
     gate: threading.Event | None = None  # when set up, the last event waits for it
     replay: list[Event] = field(default_factory=list)  # what the events endpoint sends
     replays: list[dict[str, str]] = field(default_factory=list)  # how it was asked
+    thread: dict[str, Any] | None = None  # what the thread endpoint answers
 
     async def chat(self, request: Request) -> Response:
         self.requests.append(await request.json())
@@ -137,6 +138,11 @@ class ScriptedChat:
         )
         return Response(sse(self.replay, after + 1), media_type="text/event-stream")
 
+    async def thread_view(self, request: Request) -> Response:
+        if self.thread is None or request.headers.get("x-thread-token") != "tok_1":
+            return JSONResponse({"error": "NotFound", "detail": "No such conversation."}, 404)
+        return JSONResponse(self.thread)
+
     async def create_payment(self, request: Request) -> Response:
         data = await request.json()
         return JSONResponse(
@@ -160,6 +166,7 @@ class ScriptedChat:
         """Put the scripted endpoints in front of the app's real ones."""
         app.router.routes[0:0] = [
             Route("/api/chat/{shop_id}", self.chat, methods=["POST"]),
+            Route("/api/chat/{shop_id}/threads/{thread_id}", self.thread_view),
             Route("/api/chat/{shop_id}/threads/{thread_id}/events", self.events),
             Route("/api/order/{shop_id}", self.create_payment, methods=["POST"]),
             Route("/api/order/status/{order_id}", self.status),

@@ -383,3 +383,41 @@ def test_the_example_site_embeds_the_widget_under_its_csp(
     finally:
         example.shutdown()
         example.server_close()
+
+
+def test_a_reload_during_a_reply_restores_the_thread_and_resumes_the_reply(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    site.chat.gate = threading.Event()  # this reply never finishes on its first connection
+    site.chat.replies.append(reply("Let me ", "check"))
+    try:
+        frame = open_chat(page, site)
+        say(frame, "is there oat milk?")
+        frame.locator(".sa-bot", has_text="Let me check").wait_for()
+        site.chat.thread = {
+            "thread_id": "thr_1",
+            "role": "waiter",
+            "messages": [{"role": "user", "content": "is there oat milk?"}],
+            "cart": {"lines": [], "subtotal": 0, "currency": "usd"},
+            "order": None,
+        }
+        site.chat.replay = [
+            ("delta", {"text": "Let me check:"}),
+            ("delta", {"text": " yes, we have oat milk."}),
+            ("done", {"message_id": 2}),
+        ]
+        page.reload()
+        launcher(page).click()
+        frame = chat(page)
+        frame.locator(".sa-log[aria-busy=false] .sa-bot", has_text="oat milk").wait_for()
+        texts = frame.locator(".sa-msg").all_inner_texts()
+        assert texts == [
+            "Welcome! Coffee or tea?",
+            "is there oat milk?",
+            "Let me check: yes, we have oat milk.",
+        ]
+        # The whole turn is replayed (after its "thread" event): nothing of it was on screen.
+        assert site.chat.replays == [{"after": "1", "token": "tok_1", "thread_id": "thr_1"}]
+    finally:
+        site.chat.gate.set()
