@@ -162,3 +162,29 @@ def test_cli_eval_subcommand_exit_code(tmp_path: Path, capsys: pytest.CaptureFix
     wrong = conversation(name="wrong", turns=["a croissant", "that's all"])
     (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong))
     assert main(["eval", "--assistant", "offline", "--dir", str(tmp_path)]) == 1
+
+
+def test_openai_waiter_runs_through_the_same_harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: Any
+) -> None:
+    import yaml
+
+    from tests.fakes.fake_openai import ToolCall
+
+    monkeypatch.setenv("ASSISTANT", "openai")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    options = [{"group": "Size", "choice": "Large"}, {"group": "Milk", "choice": "Oat"}]
+    fake_openai.add_tool_calls(
+        [
+            ToolCall("add_to_cart", {"product_id": "latte", "quantity": 2, "options": options}),
+            ToolCall("add_to_cart", {"product_id": "croissant", "quantity": 1}),
+        ]
+    )
+    fake_openai.add_text("Two large oat lattes and a croissant, coming up.")
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(conversation(name="llm")))
+    out = io.StringIO()
+    assert run_eval("openai", tmp_path, out=out) == 0, out.getvalue()
+    assert "PASS  llm" in out.getvalue()
+    # "that's all" hands off without another model call, as in the chat runner.
+    assert len(fake_openai.requests) == 2
