@@ -23,7 +23,6 @@ from server.owners.orders import (
     OrderFilter,
     list_orders,
     owner_order_json,
-    owner_transitions,
 )
 from server.owners.pages import owner_page, redirect, render, secure
 from server.owners.service import owned_order, owned_shop, owner_shops
@@ -86,7 +85,7 @@ async def shop_create(request: Request, owner: Owner) -> Response:
 async def shop_overview(request: Request, owner: Owner) -> Response:
     with reading(request.app.state.db) as s:
         shop = owned_shop(s, owner.id, request.path_params["shop_id"])
-        recent, _ = list_orders(s, shop.id, OrderFilter(limit=5))
+        recent, _ = list_orders(s, shop.id, OrderFilter(statuses=PAID_VIEW, limit=5))
         products = len(live_products(s, shop))
     return render(
         request,
@@ -163,7 +162,6 @@ async def orders_page(request: Request, owner: Owner) -> Response:
     ctx = {
         "shop": shop,
         "orders": rows,
-        "transitions": owner_transitions(),
         "more": next_cursor is not None,
         "statuses": statuses,
         "all": bool(request.query_params.get("all")),

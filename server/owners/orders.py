@@ -20,7 +20,7 @@ from server.ids import iso
 from server.models import Order
 from server.orders.create import order_to_json
 from server.orders.fulfil import StatusChange, change_status
-from server.orders.status import OWNER_TARGETS, STATUSES, TRANSITIONS, can_move
+from server.orders.status import OWNER_TARGETS, STATUSES, can_move
 
 # What the orders page lists by default: orders that were paid (unpaid checkouts are noise).
 PAID_VIEW = ("paid", "preparing", "ready", "completed", "refunded")
@@ -49,10 +49,6 @@ def owner_next_statuses(status: str) -> list[str]:
         for s in ("preparing", "ready", "completed", "cancelled")
         if s in OWNER_TARGETS and can_move(status, s)
     ]
-
-
-def owner_transitions() -> dict[str, list[str]]:
-    return {s: owner_next_statuses(s) for s in TRANSITIONS}
 
 
 # ---------------------------------------------------------------- the list

@@ -143,6 +143,11 @@ def test_owner_a_reaches_the_same_routes(app: Starlette, world: World) -> None:
 
 def test_catalog_upload_refuses_another_owners_shop(app: Starlette, world: World) -> None:
     files = {"file": ("menu.csv", b"name,price\nTea,1\n", "text/csv")}
+    by_session = world.b.post(
+        "/api/catalog/upload", data={"shop_id": world.params["shop_id"]}, files=files,
+        headers={"X-CSRF-Token": world.b_csrf},
+    )  # fmt: skip
+    assert by_session.status_code == 404
     r = TestClient(app).post(
         "/api/catalog/upload", data={"shop_id": world.params["shop_id"]}, files=files,
         headers={"Authorization": f"Bearer {world.b_token}"},
