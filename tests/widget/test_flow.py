@@ -41,12 +41,13 @@ class Live:
     shop: Shop
 
 
-@pytest.fixture
-def live(settings: Settings, db: Database, live_server: Callable[..., LiveServer]) -> Live:
+def start_live(
+    settings: Settings, db: Database, live_server: Callable[..., LiveServer], **overrides: Any
+) -> Live:
     """The real app (offline assistant, demo payments) on a port known in advance, so the
     links it builds from PUBLIC_BASE_URL point at itself; the coffee menu; a host page."""
     port = free_port()
-    app = create_app(settings.with_(public_base_url=f"http://127.0.0.1:{port}"), db=db)
+    app = create_app(settings.with_(public_base_url=f"http://127.0.0.1:{port}", **overrides), db=db)
     with db.write() as session:
         shop = create_shop(session, name="Corner Café", currency="usd", greeting="Hi! Coffee?")
         import_catalog(session, shop, COFFEE_CSV.read_bytes(), COFFEE_CSV.name)
@@ -54,6 +55,11 @@ def live(settings: Settings, db: Database, live_server: Callable[..., LiveServer
     server = live_server(app, port)
     host = live_server(host_site(server.url, shop.id))
     return Live(server=server, host=host, shop=shop)
+
+
+@pytest.fixture
+def live(settings: Settings, db: Database, live_server: Callable[..., LiveServer]) -> Live:
+    return start_live(settings, db, live_server)
 
 
 @pytest.fixture
@@ -215,3 +221,19 @@ def test_a_cancelled_payment_leaves_the_order_payable(page: Page, live: Live) ->
     assert card.locator(".sa-status").inner_text() == ""
     # ...and paying on the second try still works.
     pay_in_popup(page, card)
+
+
+def test_the_servers_rate_limit_is_shown_with_its_wait(
+    page: Page, settings: Settings, db: Database, live_server: Callable[..., LiveServer]
+) -> None:
+    live = start_live(settings, db, live_server, ip_rate_per_minute=1)
+    frame = open_widget(page, live)
+    say(frame, "a latte please")
+    frame.locator(".sa-form input").fill("and a croissant")
+    frame.locator(".sa-form input").press("Enter")
+    bar = frame.locator(".sa-bar")
+    bar.wait_for()
+    assert re.fullmatch(
+        r"Too many messages\. Try again in \d+ s\.", bar.locator("span").inner_text()
+    )
+    assert bar.locator("button").is_disabled()  # until the wait is over
