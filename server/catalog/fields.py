@@ -298,6 +298,7 @@ def _parse_choices(group: str, body: str, exponent: int) -> tuple[Choice, ...]:
 # ---------------------------------------------------------------- small fields
 
 
+@lru_cache(maxsize=4096)
 def parse_tags(text: str) -> tuple[str, ...]:
     """``"Vegan, Gluten-Free | hot"`` -> ``("vegan", "gluten-free", "hot")``."""
     out: dict[str, None] = {}

@@ -28,7 +28,7 @@ from server.catalog.fields import (
     parse_tags,
     slugify,
 )
-from server.catalog.model import Product
+from server.catalog.model import OptionGroup, Product
 from server.catalog.money import exponent as currency_exponent
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -269,12 +269,12 @@ def build_draft(
         options = parse_options(text.get("options", ""), exp)
     except FieldError as exc:
         issues.error(line, col("options"), str(exc))
-    for group in options:
-        cheapest = min(c.price_delta for c in group.choices)
-        if price + cheapest < 0:
-            issues.error(
-                line, col("options"), f"option group {group.name!r} makes the price negative"
-            )
+    if options and price + _lowest_delta(options) < 0:
+        for group in options:
+            if price + min(c.price_delta for c in group.choices) < 0:
+                issues.error(
+                    line, col("options"), f"option group {group.name!r} makes the price negative"
+                )
     available = True
     try:
         available = parse_available(text.get("available", ""))
@@ -302,6 +302,22 @@ def build_draft(
     return Draft(
         line, product, explicit_id=text.get("id", ""), id_column=col("id"), name_column=col("name")
     )
+
+
+def _lowest_delta(options: tuple[OptionGroup, ...]) -> int:
+    """The most negative choice delta of any group (0 when none is negative), remembered per
+    option set: ``parse_options`` hands back the same tuple for the same text."""
+    key = id(options)
+    found = _LOWEST.get(key)
+    if found is None or found[0] is not options:
+        lowest = min((c.price_delta for g in options for c in g.choices), default=0)
+        found = _LOWEST[key] = (options, min(lowest, 0))
+        if len(_LOWEST) > 8192:
+            _LOWEST.clear()
+    return found[1]
+
+
+_LOWEST: dict[int, tuple[tuple[OptionGroup, ...], int]] = {}
 
 
 # ---------------------------------------------------------------- JSON
