@@ -22,10 +22,12 @@ from starlette.concurrency import run_in_threadpool
 
 from server import models
 from server.catalog.money import format_amount
+from server.catalog.service import load_menu
 from server.db import Database
 from server.errors import Conflict, NotFound, Unprocessable
 from server.ids import hash_token, iso, sign, tokens_equal, utcnow
 from server.orders import status as st
+from server.orders.create import OrderDraftError, price_items
 from server.orders.fulfil import StatusChange, change_status, lock_order, serialised_write
 from server.payments.gateway import Payments, gateway_for_shop
 from server.settings import Settings
@@ -37,6 +39,8 @@ CHECKOUT_TTL = timedelta(minutes=30)
 # reservation carries a minute of slack and is reused only while that slack lasts.
 EXPIRY_SLACK = timedelta(seconds=60)
 REUSE_MARGIN = timedelta(seconds=5)
+# The Cashier's thread is a clone of the Waiter's; either one's token opens the order.
+MAX_THREAD_ANCESTORS = 4
 # A stored session this close to its end is replaced rather than handed out again.
 MIN_REMAINING = timedelta(minutes=2)
 
@@ -123,7 +127,9 @@ def _authorise(s: Any, order: models.Order, thread_token: Any) -> None:
         raise NotFound("No such order.")
     wanted = hash_token(thread_token)
     thread = s.get(models.Thread, order.thread_id)
-    while thread is not None:
+    for _ in range(MAX_THREAD_ANCESTORS):
+        if thread is None:
+            break
         if tokens_equal(thread.token_hash, wanted):
             return
         thread = s.get(models.Thread, thread.parent_id) if thread.parent_id else None
@@ -133,9 +139,6 @@ def _authorise(s: Any, order: models.Order, thread_token: Any) -> None:
 def _reprice(s: Any, order: models.Order, items: Any) -> None:
     """A client-sent order: read only product ids, quantities, options and notes, price them
     from the order's catalog version, and bump the order's version if the lines changed."""
-    from server.catalog.service import load_menu
-    from server.orders.create import OrderDraftError, price_items
-
     menu = load_menu(s, order.shop_id, order.catalog_version)
     if menu is None:
         raise Conflict("The catalog of this order is no longer available.")
