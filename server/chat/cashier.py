@@ -28,6 +28,7 @@ from server.settings import Settings
 log = logging.getLogger("shop_assist.chat")
 
 CASHIER_MENU_LIMIT = 150
+CASHIER_MAX_TOKENS = 2000
 _NULLABLE_STRING = {"type": ["string", "null"]}
 
 ORDER_DRAFT_SCHEMA: dict[str, Any] = {
@@ -250,7 +251,8 @@ class LLMCashier:
                     model=self.llm.model,
                     messages=messages,
                     response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
-                    max_tokens=self.settings.llm_max_output_tokens,
+                    # A long order takes more room than a chat reply; a cut draft is invalid.
+                    max_tokens=max(self.settings.llm_max_output_tokens, CASHIER_MAX_TOKENS),
                 )
             except PROVIDER_ERRORS as err:
                 log.warning("cashier call failed; using the cart", extra={"error": repr(err)[:300]})

@@ -26,7 +26,7 @@ from server.chat.phrases import is_checkout_phrase
 from server.chat.waiter import OpenAIWaiter
 from server.db import Database
 from server.errors import Conflict
-from server.events import EventBus
+from server.events import EventBus, MemoryBus
 from server.ids import utcnow
 from server.orders.cart import reprice
 from server.settings import Settings
@@ -39,6 +39,11 @@ TERMINAL = ("done", "error")
 FALLBACK_NOTICE = "Our assistant is having trouble; continuing in simple mode."
 BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
 FOLLOW_POLL_SECONDS = 1.0
+INTERRUPTED = {
+    "code": "interrupted",
+    "message": "The reply was interrupted; please send your message again.",
+    "retryable": True,
+}
 
 
 def offline_waiter() -> Any:
@@ -269,8 +274,18 @@ class ChatRunner:
                 last = seq
                 if running and e["event"] in TERMINAL and seq > running.start_seq:
                     ended = True
-            if running is None:
-                ended = not known or known[max(known)]["event"] in TERMINAL
+            if running is None and known:
+                ended = known[max(known)]["event"] in TERMINAL
+            elif running is None:
+                # Nothing newer is stored, but a turn may be running on another worker: follow
+                # it unless the thread's latest stored event ended a turn.
+                latest = await self._read(lambda s: _last_event_name(s, thread_id))
+                ended = latest is None or latest in TERMINAL
+            interrupted = False
+            if not ended and running is None and isinstance(self.bus, MemoryBus):
+                # One process and no turn running in it: the last turn was cut short (a
+                # restart). Say so instead of waiting for events that will never come.
+                ended = interrupted = True
             idle_since = time.monotonic()
             while not ended:
                 msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
@@ -292,8 +307,8 @@ class ChatRunner:
                             ended = ended or e["event"] in TERMINAL
                     if running is not None and running.finished.is_set():
                         ended = True
-                    if time.monotonic() - idle_since > self.settings.llm_timeout * 2:
-                        ended = True
+                    if not ended and time.monotonic() - idle_since > self.settings.llm_timeout * 2:
+                        ended = interrupted = True
                     continue
                 seq = int(msg.get("seq", 0))
                 if seq <= last:
@@ -314,6 +329,20 @@ class ChatRunner:
                 last = seq
                 idle_since = time.monotonic()
                 ended = msg.get("event") in TERMINAL
+            if interrupted:
+                # No id: the client keeps its last real one.
+                yield {"event": "error", "data": json.dumps(INTERRUPTED)}
+
+
+def _last_event_name(session: Any, thread_id: str) -> str | None:
+    from sqlmodel import col, select
+
+    return session.exec(
+        select(models.ThreadEvent.event)
+        .where(models.ThreadEvent.thread_id == thread_id)
+        .order_by(col(models.ThreadEvent.seq).desc())
+        .limit(1)
+    ).first()
 
 
 def _sse(record: dict[str, Any], token: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 
 from server import models
 from server.app import create_app
+from server.chat import threads
 from server.chat.runner import BUDGET_NOTICE, FALLBACK_NOTICE
 from tests.chat.helpers import get_events, post_chat
 from tests.fakes.fake_openai import Reply, ToolCall
@@ -221,3 +222,24 @@ def test_events_need_the_token(llm_app: Starlette, serve: Any, shop: models.Shop
     tid = stream.thread["thread_id"]
     assert get_events(base, shop.id, tid, "wrong").status == 404
     assert get_events(base, "shp_other", tid, stream.thread["thread_token"]).status == 404
+
+
+def test_a_reply_cut_short_by_a_restart_replays_then_says_so(
+    llm_app: Starlette, serve: Any, shop: models.Shop, db: Any
+) -> None:
+    token = "t" * 43
+    with db.write() as s:
+        tid = threads.create_thread(s, shop.id, token).id
+        threads.store_events(
+            s,
+            tid,
+            [
+                {"seq": 1, "event": "thread", "data": {"thread_id": tid, "role": "waiter"}},
+                {"seq": 2, "event": "delta", "data": {"text": "Half a"}},
+            ],
+        )
+    base = serve(llm_app)
+    replay = get_events(base, shop.id, tid, token)
+    assert [e.event for e in replay.events] == ["thread", "delta", "error"]
+    assert replay.events[-1].id is None and replay.events[-1].data["code"] == "interrupted"
+    assert get_events(base, shop.id, tid, token, last_event_id=2).events[-1].data["retryable"]
