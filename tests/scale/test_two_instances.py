@@ -1,0 +1,215 @@
+"""Two app instances (two uvicorn servers) sharing one PostgreSQL database and one Redis: what
+a customer or owner starts on one is seen and finished on the other."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from server import models
+from server.app import create_app
+from server.db import Database
+from server.ids import hash_token, new_id, new_token
+from server.migrate import upgrade
+from server.owners.service import create_owner
+from server.owners.tokens import create_api_token
+from server.redis_bus import RedisBus, RedisRateLimiter
+from server.settings import Settings
+from server.shops.service import create_shop
+from tests import services
+from tests.conftest import LiveServer
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.fakes.fake_stripe import make_event, signed_event
+from tests.scale.seed import EXAMPLES
+from tests.scale.sse import StreamWatcher, iter_events
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
+
+WHSEC = "whsec_two_instances_test"
+IP_LIMIT = 3
+REPLY = " ".join(f"w{i}" for i in range(30))
+
+
+@dataclass
+class Pair:
+    a: LiveServer
+    b: LiveServer
+    db: Database
+    settings: Settings
+    fake: FakeOpenAI
+    shop_id: str
+    owner_token: str
+
+
+@pytest.fixture
+def pair(
+    pg_database_url: str,
+    settings: Settings,
+    fake_openai: FakeOpenAI,
+    live_server: Callable[..., LiveServer],
+) -> Iterator[Pair]:
+    upgrade(pg_database_url)
+    redis = services.redis_url()
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    shared = settings.with_(
+        database_url=pg_database_url,
+        redis_url=redis,
+        assistant="openai",
+        openai_base_url=fake_openai.base_url,
+        openai_api_key="sk-test",
+        llm_max_retries=0,
+        stripe_webhook_secret=WHSEC,
+        ip_rate_per_minute=IP_LIMIT,
+    )
+    db = Database(pg_database_url)
+    with db.write() as s:
+        owner = create_owner(
+            s, f"owner-{uuid.uuid4().hex[:6]}@example.com", "correct horse battery"
+        )
+        shop = create_shop(s, name="Two Instance Cafe", currency="usd", owner_id=owner.id)
+        from server.catalog.service import import_catalog
+
+        import_catalog(s, shop, (EXAMPLES / "coffee.csv").read_bytes(), "coffee.csv")
+        _, owner_token = create_api_token(s, owner.id, "test")
+        shop_id = shop.id
+
+    apps: list[Starlette] = []
+    for _ in range(2):
+        # Each instance: its own app, engine and Redis connections; a per-test key prefix keeps
+        # parallel runs apart.
+        app = create_app(shared, db=Database(pg_database_url), bus=RedisBus(redis, prefix=prefix))
+        app.state.limiter = RedisRateLimiter(redis, prefix=prefix)
+        apps.append(app)
+    a, b = live_server(apps[0]), live_server(apps[1])
+    yield Pair(a, b, db, shared, fake_openai, shop_id, owner_token)
+    for app in apps:
+        app.state.db.dispose()
+    db.dispose()
+
+
+def test_a_reply_started_on_a_is_resumed_from_b(pair: Pair) -> None:
+    pair.fake.add_text(REPLY, delay=0.03)
+    seen = []
+    with httpx.Client(timeout=30) as http:
+        with http.stream(
+            "POST", f"{pair.a.url}/api/chat/{pair.shop_id}", json={"message": "hi"}
+        ) as r:
+            assert r.status_code == 200
+            for event in iter_events(r):
+                seen.append(event)
+                if sum(e.event == "delta" for e in seen) == 3:
+                    break  # the customer's connection drops mid-reply
+        thread = seen[0].data
+        resumed = []
+        with http.stream(
+            "GET",
+            f"{pair.b.url}/api/chat/{pair.shop_id}/threads/{thread['thread_id']}/events",
+            headers={"X-Thread-Token": thread["thread_token"], "Last-Event-ID": seen[-1].id or "0"},
+        ) as r:
+            assert r.status_code == 200
+            for event in iter_events(r):
+                resumed.append(event)
+                if event.event in ("done", "error"):
+                    break
+    ids = [int(e.id) for e in seen + resumed if e.id]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # no gap, no repeat across instances
+    text = "".join(e.data["text"] for e in seen + resumed if e.event == "delta")
+    assert text == REPLY
+    assert resumed[-1].event == "done"
+
+
+def make_payable_order(pair: Pair) -> tuple[str, str, int]:
+    """An order on a cashier thread (as the Cashier leaves it); (order_id, thread token, total)."""
+    from server.catalog.service import load_menu
+    from server.orders.create import create_order, price_items
+
+    token = new_token()
+    with pair.db.write() as s:
+        shop = s.get(models.Shop, pair.shop_id)
+        menu = load_menu(s, pair.shop_id)
+        assert shop is not None and menu is not None
+        thread = models.Thread(
+            id=new_id("thr"), shop_id=shop.id, token_hash=hash_token(token), role="cashier"
+        )
+        s.add(thread)
+        s.flush()
+        lines = price_items(menu, [{"product_id": "latte", "quantity": 2}])
+        order = create_order(
+            s,
+            shop=shop,
+            menu=menu,
+            lines=lines,
+            thread_id=thread.id,
+            fulfillment={"type": "pickup", "name": "Ana"},
+        )
+        return order.id, token, order.total
+
+
+def test_an_order_opened_on_a_and_paid_by_a_webhook_on_b_reaches_streams_on_a(pair: Pair) -> None:
+    order_id, thread_token, total = make_payable_order(pair)
+    with httpx.Client(timeout=30) as http:
+        r = http.post(
+            f"{pair.a.url}/api/order/{pair.shop_id}",
+            json={"order_id": order_id, "thread_token": thread_token},
+        )
+        assert r.status_code == 200, r.text
+        order_token = r.json()["order_token"]
+
+        widget = StreamWatcher(
+            http,
+            "GET",
+            f"{pair.a.url}/api/order/{order_id}/events",
+            until=lambda e: e.event == "status" and e.data["status"] == "paid",
+            kwargs={"params": {"token": order_token}},
+        ).start()
+        dashboard = StreamWatcher(
+            http,
+            "GET",
+            f"{pair.a.url}/dashboard/shops/{pair.shop_id}/events",
+            until=lambda e: e.event == "order_paid" and e.data["order_id"] == order_id,
+            kwargs={"headers": {"Authorization": f"Bearer {pair.owner_token}"}},
+        ).start()
+        assert widget.first.wait(10) and dashboard.first.wait(10)
+        assert widget.events[0].data["status"] == "awaiting_payment"
+
+        session = {
+            "id": "cs_test_two",
+            "object": "checkout.session",
+            "status": "complete",
+            "payment_status": "paid",
+            "amount_total": total,
+            "currency": "usd",
+            "client_reference_id": order_id,
+            "metadata": {"order_id": order_id, "shop_id": pair.shop_id},
+            "payment_intent": "pi_two",
+        }
+        body, headers = signed_event(make_event("checkout.session.completed", session), WHSEC)
+        r = http.post(f"{pair.b.url}/api/stripe/webhook", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["outcome"] == "paid"
+
+        assert widget.matched.wait(15), (widget.error, [e.event for e in widget.events])
+        assert dashboard.matched.wait(15), (dashboard.error, [e.event for e in dashboard.events])
+        status = http.get(
+            f"{pair.a.url}/api/order/status/{order_id}", params={"token": order_token}
+        ).json()
+    assert status["status"] == "paid"
+
+
+def test_rate_limits_hold_across_both_instances(pair: Pair) -> None:
+    codes = []
+    with httpx.Client(timeout=30) as http:
+        for i in range(IP_LIMIT + 2):
+            server = pair.a if i % 2 == 0 else pair.b
+            with http.stream(
+                "POST", f"{server.url}/api/chat/{pair.shop_id}", json={"message": "hi"}
+            ) as r:
+                codes.append(r.status_code)
+                r.read()
+    # Together the two instances allow the per-IP limit once, not once each.
+    assert codes == [200] * IP_LIMIT + [429, 429]
