@@ -241,3 +241,27 @@ def test_demo_mode_shop_uses_demo_checkout_under_stripe(
     ).json()
     assert body["checkout_url"].startswith(f"http://testserver/pay/demo/{order.id}?")
     assert fake_stripe.requests == []
+
+
+def test_waiter_thread_token_opens_the_cashier_threads_order(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database
+) -> None:
+    from server import models
+    from server.ids import hash_token, new_id, new_token
+
+    shop = make_shop(db)
+    order, _ = make_order(db, shop)
+    waiter_token = new_token()
+    with db.write() as s:
+        waiter = models.Thread(
+            id=new_id("thr"), shop_id=shop.id, token_hash=hash_token(waiter_token)
+        )
+        s.add(waiter)
+        s.flush()
+        cashier = s.get(models.Thread, order.thread_id)
+        assert cashier is not None
+        cashier.parent_id = waiter.id
+    resp = stripe_client.post(
+        f"/api/order/{shop.id}", json={"order_id": order.id, "thread_token": waiter_token}
+    )
+    assert resp.status_code == 200
