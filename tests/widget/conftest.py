@@ -92,13 +92,16 @@ def make_site(
     """``make_site(scripted=True)`` puts the scripted chat endpoints in front of the real ones;
     ``attrs`` are extra attributes on the host page's script tag."""
 
-    def make(*, scripted: bool = False, attrs: str = 'data-z-index="5000"') -> Site:
+    def make(
+        *, scripted: bool = False, attrs: str = 'data-z-index="5000"', for_shop: Shop | None = None
+    ) -> Site:
         chat = ScriptedChat()
         if scripted:
             chat.install(app)
         server = live_server(app)
-        host = live_server(host_site(server.url, shop.id, attrs))
-        return Site(server=server, host=host, shop=shop, chat=chat)
+        target = for_shop or shop
+        host = live_server(host_site(server.url, target.id, attrs))
+        return Site(server=server, host=host, shop=target, chat=chat)
 
     return make
 

@@ -14,7 +14,7 @@ import pytest
 
 from server.cli import start_example_site
 from tests.conftest import free_port
-from tests.widget.conftest import Site, shot
+from tests.widget.conftest import MakeShop, Site, shot
 
 if TYPE_CHECKING:
     from playwright.sync_api import FrameLocator, Locator, Page
@@ -421,3 +421,42 @@ def test_a_reload_during_a_reply_restores_the_thread_and_resumes_the_reply(
         assert site.chat.replays == [{"after": "1", "token": "tok_1", "thread_id": "thr_1"}]
     finally:
         site.chat.gate.set()
+
+
+@pytest.mark.parametrize(
+    ("currency", "lang", "subtotal", "shown"),
+    [
+        ("jpy", "en", 1200, "¥1,200"),  # no minor unit
+        ("usd", "en", 1200, "$12.00"),
+        ("eur", "de", 123456, "1.234,56 €"),
+        ("eur", "fr", 450, "4,50 €"),
+    ],
+)
+def test_money_is_shown_in_the_shops_currency(
+    page: Page,
+    make_site: Callable[..., Site],
+    make_shop: MakeShop,
+    currency: str,
+    lang: str,
+    subtotal: int,
+    shown: str,
+) -> None:
+    site = make_site(
+        scripted=True, attrs=f'data-lang="{lang}"', for_shop=make_shop(currency=currency)
+    )
+    line = {
+        "line_id": "l1",
+        "product_id": "x",
+        "name": "Cake",
+        "quantity": 1,
+        "options": [],
+        "note": None,
+        "unit_price": subtotal,
+        "line_total": subtotal,
+    }
+    cart = {"lines": [line], "subtotal": subtotal, "currency": currency}
+    site.chat.replies.append(reply("Ok.", cart=cart))
+    frame = open_chat(page, site)
+    say(frame, "cake")
+    summary = frame.locator(".sa-cart summary").inner_text()
+    assert summary.replace("\u00a0", " ").replace("\u202f", " ").endswith(" · " + shown)
