@@ -148,16 +148,21 @@ def _decode(data: bytes, issues: Issues) -> str | None:
 Record = tuple[int, list[str]]
 
 
-def _sniff_delimiter(text: str) -> str:
-    first = next((line for line in text.splitlines() if line.strip()), "")
+def _sniff_delimiter(text: str) -> tuple[str, bool]:
+    """The delimiter from the header line (the commonest of ``,`` ``;`` tab), and whether the
+    file starts with Excel's ``sep=;`` line, which names it outright."""
+    first = next((line for line in io.StringIO(text) if line.strip()), "").strip()
+    if len(first) == 5 and first.lower().startswith("sep="):
+        return first[4], True
     counts = {d: first.count(d) for d in (",", ";", "\t")}
     best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
+    return (best if counts[best] else ","), False
 
 
 def _read_csv(text: str, issues: Issues) -> tuple[list[str], list[Record]]:
     """Header cells and data records, each with the line where it starts; blank rows skipped."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
+    delimiter, skip_sep_line = _sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] | None = None
     records: list[Record] = []
     line = 1
@@ -165,6 +170,9 @@ def _read_csv(text: str, issues: Issues) -> tuple[list[str], list[Record]]:
         for cells in reader:
             start, line = line, reader.line_num + 1
             if not any(c.strip() for c in cells):
+                continue
+            if skip_sep_line:
+                skip_sep_line = False
                 continue
             if header is None:
                 header = [c.strip() for c in cells]

@@ -71,6 +71,8 @@ def test_every_optional_column() -> None:
         ("name;price\nA;1\n", ["A"]),
         ("name\tprice\nA\t1\n", ["A"]),
         ("name;price;description\nA;4,50;Sweet, sticky\n", ["A"]),
+        ("sep=;\nname;price;description\nA;4,50;Sweet, sticky\n", ["A"]),  # Excel's hint line
+        ("sep=,\r\nname,price\r\nA,1\r\n", ["A"]),
     ],
 )
 def test_layouts_and_delimiters(text: str, names: list[str]) -> None:
