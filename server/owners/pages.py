@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from server.catalog.money import format_amount
-from server.errors import Unauthorized
+from server.errors import NotFound, Unauthorized
 from server.models import Owner
 from server.owners.auth import SAFE_METHODS, require_owner
 
@@ -75,7 +75,8 @@ def safe_next(target: str | None) -> str:
 
 def owner_page(handler: OwnerHandler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a page handler ``(request, owner)``: signed-out GETs go to ``/login?next=...``;
-    anything else that is not signed in, or lacks the CSRF token, gets the JSON 401/403."""
+    anything else that is not signed in, or lacks the CSRF token, gets the JSON 401/403. A
+    browser asking for something that is not there (or not theirs) gets an HTML 404 page."""
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
@@ -87,7 +88,14 @@ def owner_page(handler: OwnerHandler) -> Callable[[Request], Awaitable[Response]
             ):
                 return redirect(f"/login?next={quote(request.url.path)}")
             raise
-        return secure(await handler(request, owner))
+        try:
+            return secure(await handler(request, owner))
+        except NotFound as exc:
+            if request.method not in SAFE_METHODS or "text/html" not in request.headers.get(
+                "accept", ""
+            ):
+                raise
+            return render(request, "dashboard/not_found.html", {"detail": exc.message}, 404)
 
     return endpoint
 

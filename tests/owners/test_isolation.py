@@ -162,3 +162,11 @@ def test_signed_out_requests_get_nothing(app: Starlette, world: World) -> None:
         assert status in (401, 403) or (method == "GET" and status == 303), (
             f"{method} {path} -> {status}"
         )
+
+
+def test_a_browser_gets_a_404_page_not_json(world: World) -> None:
+    r = world.b.get(
+        f"/dashboard/shops/{world.params['shop_id']}/settings", headers={"Accept": "text/html"}
+    )
+    assert r.status_code == 404 and "belongs to another account" in r.text
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]

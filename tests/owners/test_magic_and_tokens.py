@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlmodel import select
 from starlette.applications import Starlette
@@ -152,3 +153,49 @@ def test_api_token_create_use_revoke(app: Starlette, db: Database) -> None:
         ).status_code
         == 401
     )
+
+
+def test_smtp_mailer_uses_starttls_and_login(monkeypatch: Any) -> None:
+    import asyncio
+
+    from server.owners.magic import SmtpMailer
+
+    calls: list[str] = []
+
+    class FakeSMTP:
+        def __init__(self, host: str, port: int, timeout: float) -> None:
+            calls.append(f"connect {host}:{port}")
+
+        def __enter__(self) -> FakeSMTP:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            calls.append("quit")
+
+        def has_extn(self, name: str) -> bool:
+            return name == "starttls"
+
+        def starttls(self, context: object) -> None:
+            calls.append("starttls")
+
+        def login(self, user: str, password: str) -> None:
+            calls.append(f"login {user}")
+
+        def send_message(self, msg: Any) -> None:
+            calls.append(f"send {msg['To']} {msg['From']} {msg['Subject']}")
+
+    monkeypatch.setattr("smtplib.SMTP", FakeSMTP)
+    settings = Settings(
+        smtp_host="mail.example.com",
+        smtp_user="bot",
+        smtp_password="pw",
+        smtp_from="shop@example.com",
+    )
+    asyncio.run(SmtpMailer(settings).send("ana@example.com", "Your link", "body"))
+    assert calls == [
+        "connect mail.example.com:587",
+        "starttls",
+        "login bot",
+        "send ana@example.com shop@example.com Your link",
+        "quit",
+    ]
