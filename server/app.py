@@ -105,3 +105,9 @@ def create_app(
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.state.shutting_down = False
     return app
+
+
+def app_from_env() -> Starlette:
+    """The app configured from the environment, for process managers that import it:
+    ``uvicorn --factory server.app:app_from_env --workers 4`` (every worker builds its own)."""
+    return create_app(Settings.from_env())

@@ -197,10 +197,3 @@ def uvicorn_args(target: str, port: int, *, factory: bool = True) -> list[str]:
         "3",
     ]
     return [*args, "--factory"] if factory else args
-
-
-def app_from_env():  # type: ignore[no-untyped-def]
-    """``uvicorn --factory tests.perf._support:app_from_env``: the real app from the env."""
-    from server.app import create_app
-
-    return create_app(Settings.from_env())

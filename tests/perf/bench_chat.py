@@ -161,7 +161,7 @@ def run() -> list[dict[str, Any]]:
         db.dispose()
         app_port = free_port()
         with Subprocess(
-            uvicorn_args("tests.perf._support:app_from_env", app_port),
+            uvicorn_args("server.app:app_from_env", app_port),
             app_port,
             env=settings_env(settings),
             health="/healthz",

@@ -118,7 +118,7 @@ def measure(kind: str) -> dict[str, float]:
         db.dispose()
         port = free_port()
         with Subprocess(
-            uvicorn_args("tests.perf._support:app_from_env", port),
+            uvicorn_args("server.app:app_from_env", port),
             port,
             env=settings_env(settings),
             health="/healthz",
