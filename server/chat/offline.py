@@ -35,6 +35,7 @@ from server.chat.nlu import (
     name_tokens,
     parse_items,
     tokenize,
+    yes_no,
 )
 from server.orders.cart import (
     MAX_QUANTITY,
@@ -509,6 +510,11 @@ class _Conversation:
                 f'Sorry, I couldn\'t find "{thing}" on our menu. We have {cats}. '
                 "Ask for the menu to see everything."
             )
+        elif ph.is_question(self.norm):
+            self.say(
+                f"Sorry, I can only help with the menu and your order here; for anything else, "
+                f"please ask {self.shop.name} directly. " + self.hint()
+            )
         else:
             self.say("Sorry, I didn't understand that. " + self.hint())
 
@@ -675,6 +681,16 @@ class _Conversation:
             item = in_cart[-1]
             lines = [ln for ln in self.cart.lines if ln.product_id in item.product_ids]
             target = next((ln for ln in lines if ln.line_id == target.line_id), lines[-1])
+        split = re.search(r"\b(\w+) of (?:them|those|these|the)\b", self.norm)
+        if split:
+            numbers = find_numbers([split.group(1)])
+            n = numbers[0].value if numbers else 0
+            same = [ln for ln in self.cart.lines if ln.product_id == target.product_id]
+            wide = [ln for ln in same if ln.quantity > n]
+            if target not in wide and wide:
+                target = max(wide, key=lambda ln: ln.quantity)
+            if self.split_line(target, n):
+                return True
         quantity = self.new_quantity(items, in_cart)
         if ph.asks_more(self.norm) and not items:
             more = re.search(r"\b(\w+) more\b", self.norm)
@@ -707,6 +723,29 @@ class _Conversation:
             return True
         self.changed(cart, line)
         self.say(f"Updated: {describe(line)}: {self.money(line.line_total)}. {self.subtotal()}")
+        return True
+
+    def split_line(self, target: Line, n: int) -> bool:
+        """ "make one of them oat": one latte changes, the others stay as they were."""
+        options, _ = extract_options(self.idx, self.product(target.product_id), self.words)
+        if not options or not 0 < n < target.quantity:
+            return False
+        groups = {o["group"] for o in options}
+        kept = [s.to_json() for s in target.options if s.group not in groups]
+        merged = [{"group": o["group"], "choice": o["choice"]} for o in kept] + options
+        try:
+            cart, rest = update_item(
+                self.menu, self.cart, target.line_id, quantity=target.quantity - n
+            )
+            cart, line = add_item(self.menu, cart, target.product_id, n, merged, target.note)
+        except CartError as err:
+            self.say(f"Sorry, I couldn't change that: {err}")
+            return True
+        self.changed(cart, line)
+        self.say(
+            f"Changed {n} to {describe(replace(line, quantity=n))}; {describe(rest)} as before. "
+            + self.subtotal()
+        )
         return True
 
     def new_quantity(self, items: list[ItemRequest], in_cart: list[ItemRequest]) -> int | None:
@@ -766,6 +805,8 @@ class _Conversation:
             and (len(products) != 1 or ph.asks_menu(norm))
         ):
             self.show_menu(cats)
+        elif not products and self.answer_options():
+            pass
         elif ph.asks_menu(norm) or (ph.asks_price(norm) and not products):
             self.show_menu([])
         elif products:
@@ -777,6 +818,42 @@ class _Conversation:
             return False
         if len(products) == 1 and len(items) == 1:
             self.state["topic"] = {"product_id": products[0].id, "words": items[0].words}
+        return True
+
+    def answer_options(self) -> bool:
+        """ "what milks do you have?", "do you have almond milk?": options across the menu."""
+        words = set(self.words)
+        choices: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        groups: dict[str, tuple[dict[str, int], list[str]]] = {}
+        for p in self.menu.products:
+            for g in p.options:
+                if yes_no(g):
+                    continue
+                for c in g.choices:
+                    if set(name_tokens(c.name)) - GLUE <= words:
+                        choices.setdefault((g.name, c.name), (c.price_delta, []))[1].append(p.name)
+                if set(name_tokens(g.name)) - GLUE & words:
+                    listed, names = groups.setdefault(g.name, ({}, []))
+                    for c in g.choices:
+                        listed.setdefault(c.name, c.price_delta)
+                    names.append(p.name)
+        if choices:
+            parts = [
+                f"Yes, {choice}"
+                + (f" (+{self.money(delta)})" if delta else "")
+                + f" is a {group} choice for {_some(names)}."
+                for (group, choice), (delta, names) in list(choices.items())[:3]
+            ]
+        elif groups:
+            parts = [
+                f"{group}: "
+                + ", ".join(n + (f" +{self.money(d)}" if d else "") for n, d in listed.items())
+                + f" (for {_some(names)})."
+                for group, (listed, names) in list(groups.items())[:3]
+            ]
+        else:
+            return False
+        self.say(" ".join(parts))
         return True
 
     def price_text(self, product: Product, items: list[ItemRequest]) -> str:
@@ -870,6 +947,11 @@ class _Conversation:
             groups.setdefault(p.category or "Other", []).append(label)
         body = " ".join(f"{cat}: {', '.join(names)}." for cat, names in groups.items())
         self.say(f"{body} What would you like?")
+
+
+def _some(names: list[str], limit: int = 4) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _or(items: list[str]) -> str:

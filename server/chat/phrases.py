@@ -132,7 +132,8 @@ _YES = re.compile(r"^(?:yes|yeah|yep|sure|ok(?:ay)?|please)\b")
 _ORDER_CUE = re.compile(
     r"\b(?:can|could|may) (?:i|we) (?:have|get|order|grab|add)\b|\bi'd like\b|\bi would like\b|"
     r"\bi want\b|\bi'll (?:have|take|get|do)\b|\bgive me\b|\bget me\b|\badd\b|\bi need\b|"
-    r"\blet me (?:get|have)\b|\bwe'll have\b|\bplease$"
+    r"\blet me (?:get|have)\b|\bwe'll have\b|\bplease$|"
+    r"\b(?:can|could|would) you (?:make|get|bring|give|add|do) (?:me|us)\b"
 )
 _QUESTION_START = re.compile(
     r"^(?:what|what's|whats|which|how|do|does|is|are|any|anything|got|have you|tell me|"
@@ -158,7 +159,7 @@ _REMOVE = re.compile(
     r"\bget rid\b|\b(?:don't|dont|do not) want\b|\bno more\b"
 )
 _CHANGE = re.compile(
-    r"\binstead\b|\bmake (?:it|that|them|those|this|these|the|mine)\b|\bchange\b|\bswitch\b|"
+    r"\binstead\b|\bmake\b|\b\w+ of (?:them|those|these)\b|\bchange\b|\bswitch\b|"
     r"\bi meant\b|^(?:no|nope|sorry|oops|wait|actually|oh|hmm)\b"
 )
 _MORE = re.compile(r"\b(?:one|two|three|four|five|\d+) more\b|\banother(?: one)?\b")

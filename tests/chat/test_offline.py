@@ -420,3 +420,31 @@ async def test_the_cart_it_is_given_is_respected() -> None:
     chat.cart = cart
     reply = await chat.say("what's in my cart?")
     assert "2 x Espresso $6.00" in reply
+
+
+async def test_one_of_them_changes_only_one() -> None:
+    chat = Chat()
+    await chat.say("3 lattes")
+    reply = await chat.say("make one of them oat")
+    assert sorted(chat.lines()) == ["1 x Latte (Small, Oat)", "2 x Latte (Small, Whole)"]
+    assert reply.startswith("Changed 1 to 1 x Latte (Small, Oat)")
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        ("what milks do you have?", "Milk: Whole, Skim, Oat +$0.60, Soy +$0.60, Almond +$0.60"),
+        ("do you have almond milk?", "Yes, Almond (+$0.60) is a Milk choice for Latte"),
+        ("when do you open?", "please ask Bean There directly"),
+        ("what teas do you have?", "Tea: Green Tea $3.00, Black Tea $3.00."),
+    ],
+)
+async def test_questions_about_options_and_beyond_the_menu(question: str, answer: str) -> None:
+    reply = await Chat().say(question)
+    assert answer in reply
+
+
+async def test_can_you_make_me_is_an_order() -> None:
+    chat = Chat()
+    await chat.say("could you make me a cappuccino with oat milk?")
+    assert chat.lines() == ["1 x Cappuccino (Small, Oat)"]
