@@ -109,7 +109,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name) or headers.get(name.lower())
 
 
-class _HTTPXClient(stripe.HTTPXClient):
+class StripeHTTPXClient(stripe.HTTPXClient):
     """stripe's httpx client, sending the form body as ``content=``: its ``data=<str>`` is
     deprecated in httpx and warns on every request."""
 
@@ -139,7 +139,7 @@ class StripeGateway:
             base = {"api": self.settings.stripe_api_base} if self.settings.stripe_api_base else None
             self._client = stripe.StripeClient(
                 self.settings.stripe_secret_key,
-                http_client=_HTTPXClient(allow_sync_methods=True),
+                http_client=StripeHTTPXClient(allow_sync_methods=True),
                 base_addresses=base,  # type: ignore[arg-type]
                 max_network_retries=2,
             )
