@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -344,10 +345,12 @@ def _json_drafts(text: str, exp: int, issues: Issues) -> list[Draft]:
     if len(items) > MAX_ROWS:
         issues.error(None, None, f"more than {MAX_ROWS:,} products; split the catalog")
         return []
+    lines = _item_lines(text, isinstance(data, dict), items)
     drafts: list[Draft] = []
     for position, item in enumerate(items, start=1):
+        line = lines[position - 1]
         if not isinstance(item, dict):
-            issues.error(position, None, f"product {position} is not an object")
+            issues.error(line, None, f"product {position} is not an object")
             continue
         values: dict[str, Any] = {}
         columns: dict[str, str] = {}
@@ -358,12 +361,41 @@ def _json_drafts(text: str, exp: int, issues: Issues) -> list[Draft]:
                 columns[canonical] = str(key)
         for name in REQUIRED:
             if name not in values:
-                issues.error(position, name, f"product {position} has no {name!r}")
+                issues.error(line, name, f"product {position} has no {name!r}")
         if all(name in values for name in REQUIRED):
-            draft = build_draft(position, values, columns, exp, issues)
+            draft = build_draft(line, values, columns, exp, issues)
             if draft:
                 drafts.append(draft)
     return drafts
+
+
+def _item_lines(text: str, wrapped: bool, items: list[Any]) -> list[int]:
+    """The line where each product object of the list starts, so JSON errors point into the
+    file like CSV ones. Falls back to the products' positions when the list cannot be found
+    (the scan must find exactly the parsed products, in order)."""
+    count = len(items)
+    start = text.find("[") if not wrapped else -1
+    if wrapped:
+        found = re.search(r'"(?:products|items)"\s*:\s*\[', text)
+        start = found.end() - 1 if found else -1
+    if start < 0:
+        return list(range(1, count + 1))
+    decoder = json.JSONDecoder()
+    lines: list[int] = []
+    pos, line, counted = start + 1, 1 + text.count("\n", 0, start), start
+    try:
+        while len(lines) < count:
+            while text[pos] in " \t\r\n,":
+                pos += 1
+            line += text.count("\n", counted, pos)
+            counted = pos
+            item, pos = decoder.raw_decode(text, pos)
+            if item != items[len(lines)]:
+                raise IndexError  # found some other list: fall back to positions
+            lines.append(line)
+    except (IndexError, json.JSONDecodeError):
+        return list(range(1, count + 1))
+    return lines
 
 
 def _group_text(group: Any) -> str:

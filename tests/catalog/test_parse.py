@@ -348,6 +348,19 @@ def test_json_rejections(text: str, line: int | None, message: str) -> None:
     assert any(e["line"] == line and message in e["message"] for e in result.errors), result.errors
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[\n  {"name": "A", "price": 1},\n  {"name": "B",\n   "price": "x"},\n  {"name": "C", "price": "y"}\n]',
+        '{"shop": {"name": "x"},\n "products": [\n  {"name": "A", "price": 1},\n  {"name": "B",\n   "price": "x"},\n  {"name": "C", "price": "y"}]}',
+    ],
+)
+def test_json_errors_name_the_line_where_the_product_starts(text: str) -> None:
+    result = parse_catalog(text.encode(), "menu.json", "usd")
+    offset = 1 if text.startswith("{") else 0
+    assert [e["line"] for e in result.errors] == [3 + offset, 5 + offset]
+
+
 def test_every_problem_is_listed_by_line() -> None:
     result = parse("name,price,options\nA,abc,\nB,-2,\nC,3,Size\nD,4,\nA,5,\n")
     assert [(e["line"], e["column"]) for e in result.errors] == [
