@@ -79,6 +79,9 @@ def create_app(
         # The watcher tells open streams to finish as soon as uvicorn starts to stop.
         async with watching(app):
             yield
+        chat_runner = getattr(app.state, "chat_runner", None)
+        if chat_runner is not None:  # replies still being written get the grace period
+            await chat_runner.shutdown(settings.shutdown_grace_seconds)
         app.state.shutting_down = True
         await event_bus.close()
         close_limiter = getattr(app.state.limiter, "close", None)

@@ -115,10 +115,17 @@ class ChatRunner:
         task.add_done_callback(self._tasks.discard)
         return turn_log
 
-    async def wait_idle(self) -> None:
-        """Wait for every running reply (tests and graceful shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Let running replies finish for up to ``grace_seconds``, then cancel the rest (what
+        they said so far is stored)."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=max(0.0, grace_seconds))
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     # ------------------------------------------------------------ events
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlmodel import select
 from starlette.applications import Starlette
 
@@ -243,3 +244,32 @@ def test_a_reply_cut_short_by_a_restart_replays_then_says_so(
     assert [e.event for e in replay.events] == ["thread", "delta", "error"]
     assert replay.events[-1].id is None and replay.events[-1].data["code"] == "interrupted"
     assert get_events(base, shop.id, tid, token, last_event_id=2).events[-1].data["retryable"]
+
+
+@pytest.mark.parametrize(("grace", "complete"), [(0, False), (10, True)])
+def test_stopping_the_server_keeps_the_reply_in_progress(
+    llm_settings: Any,
+    db: Any,
+    live_server: Any,
+    shop: models.Shop,
+    fake_openai: Any,
+    grace: int,
+    complete: bool,
+) -> None:
+    words = " ".join(f"w{i}" for i in range(20))
+    fake_openai.add_text(words, delay=0.05)
+    server = live_server(create_app(llm_settings.with_(shutdown_grace_seconds=grace), db=db))
+    head = post_chat(server.url, shop.id, message="go", stop_after=3)
+    server.stop()
+    tid = head.thread["thread_id"]
+    with db.read() as s:
+        reply = s.exec(
+            select(models.Message.content, models.Message.complete).where(
+                models.Message.thread_id == tid, models.Message.role == "assistant"
+            )
+        ).one()
+        stored = threads.events_after(s, tid, 0)
+    assert reply[1] is complete and words.startswith(reply[0]) and reply[0]
+    assert (reply[0] == words) is complete
+    assert "".join(e["data"]["text"] for e in stored if e["event"] == "delta") == reply[0]
+    assert (stored[-1]["event"] == "done") is complete
