@@ -2,8 +2,8 @@
 
 Accepted: CSV (``,`` ``;`` or tab; UTF-8 with or without BOM, UTF-16, cp1252/Latin-1), JSON
 (a list of products or ``{"products": [...]}``), and Shopify and WooCommerce product exports.
-Errors reject the whole file; each names the line (the CSV line where the row starts, or the
-product's position in a JSON list) and the column as written in the header.
+Errors reject the whole file; each names the line where the row (or JSON object) starts and the
+column as written in the header.
 """
 
 from __future__ import annotations
