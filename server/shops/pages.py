@@ -52,6 +52,17 @@ class Asset:
 _INLINE_DOC = re.compile(r"/\*\*? ?@[^*]*\*/ ?")
 
 
+def _strip_trailing_comment(line: str) -> str:
+    """``code; // why`` -> ``code;`` unless the `` // `` might sit inside a string."""
+    cut = line.find(" // ")
+    while cut > 0:
+        head = line[:cut]
+        if not any(head.count(q) % 2 for q in "'\"`"):
+            return head.rstrip()
+        cut = line.find(" // ", cut + 1)
+    return line
+
+
 def minify_js(source: str) -> str:
     """Drop comment-only lines, block comments that start a line, inline ``/** @type */``
     casts, and indentation.
@@ -70,7 +81,7 @@ def minify_js(source: str) -> str:
             line = "" if in_block else line.split("*/", 1)[1].strip()
         if not line or line.startswith("//"):
             continue
-        out.append(_INLINE_DOC.sub("", line))
+        out.append(_strip_trailing_comment(_INLINE_DOC.sub("", line)))
     return "\n".join(out) + "\n"
 
 

@@ -151,8 +151,14 @@ def test_a_paused_shop_still_opens_and_says_so(client: TestClient, make_shop: Ma
 
 
 def test_minifiers_keep_code_and_drop_comments() -> None:
-    js = "/* head\n * more */\nvar a = 1; // keep\n  // gone\n  /** @type {number} */ var b = 'https://x';\n"
-    assert minify_js(js) == "var a = 1; // keep\nvar b = 'https://x';\n"
+    js = (
+        "/* head\n * more */\nvar a = 1; // gone\n  // gone\n"
+        "  /** @type {number} */ var b = 'https://x';\n"
+        "var c = 'a // b'; // gone\nvar d = \"n'a // x\";\n"
+    )
+    assert minify_js(js) == (
+        "var a = 1;\nvar b = 'https://x';\nvar c = 'a // b';\nvar d = \"n'a // x\";\n"
+    )
     assert minify_css("a  {\n color: red; /* c */ }\n") == "a{color:red}\n"
 
 
