@@ -448,3 +448,23 @@ async def test_can_you_make_me_is_an_order() -> None:
     chat = Chat()
     await chat.say("could you make me a cappuccino with oat milk?")
     assert chat.lines() == ["1 x Cappuccino (Small, Oat)"]
+
+
+async def test_word_salad_never_breaks_the_cart_or_the_state() -> None:
+    import random
+
+    rng = random.Random(7)
+    vocab = str.split(
+        "a two 3 one dozen latte lattes capucino croissant tea green pizza margherita olives "
+        "and with no remove make it that's all large small oat soy instead actually what how "
+        "much menu vegan free ? , cancel both one of them another 1000 -2 x2 cart hi yes thick"
+    )
+    for _ in range(200):
+        chat = Chat()
+        for _ in range(rng.randint(1, 5)):
+            await chat.say(" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 8))))
+            for line in chat.cart.lines:
+                product = MENU.get(line.product_id)
+                assert product is not None and product.available
+                assert 1 <= line.quantity <= 99
+                assert line.unit_price == product.price + sum(s.price_delta for s in line.options)
