@@ -113,7 +113,14 @@ async def shop_events(request: Request, owner: Owner) -> Response:
     async def stream() -> AsyncIterator[dict[str, Any]]:
         async with bus.subscribe(f"shop:{shop_id}") as sub:
             yield {"event": "ready", "data": json.dumps({"shop_id": shop_id})}
-            async for message in sub:
+            gaps = sub.reconnects
+            while True:
+                message = await sub.get(timeout=30)
+                if sub.reconnects != gaps:  # the bus lost messages: the page re-reads the list
+                    gaps = sub.reconnects
+                    yield {"event": "resync", "data": "{}"}
+                if message is None:
+                    continue
                 kind = message.get("type")
                 if kind in ("order_paid", "order_status") and isinstance(
                     message.get("order"), dict

@@ -216,6 +216,7 @@
 
   var source = new EventSource(table.getAttribute('data-events'));
   source.addEventListener('ready', function () { setLive('Live', true); refreshAll(); });
+  source.addEventListener('resync', refreshAll);
   source.addEventListener('error', function () { setLive('Reconnecting…', false); });
   source.addEventListener('order_paid', function (e) {
     var o = JSON.parse(e.data);

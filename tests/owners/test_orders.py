@@ -254,3 +254,41 @@ def _next_event(lines: object) -> tuple[str, dict]:  # type: ignore[type-arg]
         elif line == "" and event:
             return event, json.loads(data)
     raise AssertionError("stream ended")
+
+
+def test_the_stream_asks_the_page_to_re_read_after_a_bus_gap(
+    app: Starlette, db: Database, live_server: Any
+) -> None:
+    """With Redis, a reconnect can lose messages; the page is told to re-read the list."""
+    bus = app.state.bus
+    server = live_server(app)
+    with httpx.Client(base_url=server.url, timeout=10) as owner:
+        token = owner.get("/signup").text.split('name="csrf_token" value="')[1].split('"')[0]
+        owner.post(
+            "/signup",
+            data={"email": "ana@example.com", "password": "correct horse 42", "csrf_token": token},
+        )
+        shop_id = make_shop(db, owner_id_of(db, "ana@example.com"))
+        order_id = make_order(db, shop_id, status="paid")
+        with owner.stream(
+            "GET", f"/dashboard/shops/{shop_id}/events", headers={"Accept": "text/event-stream"}
+        ) as stream:
+            lines = stream.iter_lines()
+            assert _next_event(lines)[0] == "ready"
+            for sub in list(bus._subs[f"shop:{shop_id}"]):
+                sub.reconnects += 1  # what the Redis bus does after it lost its link
+            csrf = (
+                owner.get("/dashboard").text.split('name="csrf-token" content="')[1].split('"')[0]
+            )
+            owner.patch(
+                f"/api/orders/{order_id}",
+                json={"status": "preparing"},
+                headers={"X-CSRF-Token": csrf},
+            )
+            assert _next_event(lines)[0] == "resync"
+            event, data = _next_event(lines)
+            assert (event, data["order_id"], data["status"]) == (
+                "order_status",
+                order_id,
+                "preparing",
+            )
