@@ -72,6 +72,7 @@ _DIET_TOKENS = frozenset(
     ]
 )
 _CATEGORY_FILLER = frozenset(["more", "other", "others", "misc", "etc", "things", "stuff"])
+_NOTE = re.compile(r"\b(?:note|request)s?\s*[:=]\s*", re.IGNORECASE)
 ASK_LIMIT = 6  # candidates named in a "which one?" question
 PENDING_LIMIT = 40  # candidates remembered for the answer
 MENU_LIST_LIMIT = 30  # above this many products, list categories instead
@@ -117,8 +118,14 @@ class _Conversation:
         self.cart: Cart = self.turn.cart
         self.state: dict[str, Any] = dict(self.turn.state)
         self.idx: MenuIndex = index_for(self.menu)
-        self.norm = ph.normalise(self.turn.message)
-        self.words = self.idx.canon_all(tokenize(self.turn.message))
+        # "a latte, note: extra hot" -> the note goes on the item, not into understanding.
+        text, note = self.turn.message, ""
+        marker = _NOTE.search(text)
+        if marker:
+            text, note = text[: marker.start()], text[marker.end() :]
+        self.note: str | None = " ".join(note.split())[:200] or None
+        self.norm = ph.normalise(text)
+        self.words = self.idx.canon_all(tokenize(text))
         self.pending: dict[str, Any] | None = self.state.pop("pending", None)
         self.asked_more = bool(self.state.pop("asked_more", False))
         self.topic: dict[str, Any] | None = self.state.pop("topic", None)
@@ -154,7 +161,7 @@ class _Conversation:
     # ------------------------------------------------------------ dispatch
 
     def handle(self) -> None:
-        if not self.words:
+        if not self.words and not self.note:
             self.say("Sorry, I didn't catch that. " + self.hint())
             return
         if ph.is_hostile(self.norm):
@@ -258,7 +265,8 @@ class _Conversation:
             return
         options, other = extract_options(self.idx, product, item.words, item.override)
         try:
-            cart, line = add_item(self.menu, self.cart, product.id, item.quantity, options)
+            note, self.note = self.note, None  # the first item named takes the note
+            cart, line = add_item(self.menu, self.cart, product.id, item.quantity, options, note)
         except CartError as err:
             self.say(f"Sorry, I couldn't add {product.name}: {err}")
             return
@@ -274,6 +282,8 @@ class _Conversation:
             line.unit_price,
         )
         text = f"Added {describe(added)}: {self.money(added.line_total)}."
+        if line.note:
+            text = text[:-1] + f', noted "{line.note}".'
         if other:
             text += f" ({product.name} doesn't come with {', '.join(other)}.)"
         self.say(text)
@@ -415,6 +425,16 @@ class _Conversation:
         norm = self.norm
         items = parse_items(self.idx, self.words)
         checkout = ph.is_checkout_phrase(self.turn.message)
+        if self.note and not items and self.cart.empty:
+            self.say('Tell me the item with its note, for example "a latte, note: extra hot".')
+            return True
+        if self.note and not items and self.last_line() is not None:
+            target = self.last_line()
+            assert target is not None
+            cart, line = update_item(self.menu, self.cart, target.line_id, note=self.note)
+            self.changed(cart, line)
+            self.say(f'Noted "{line.note}" on {describe(line)}.')
+            return True
         if ph.asks_clear(norm):
             self.clear()
             return True

@@ -468,3 +468,11 @@ async def test_word_salad_never_breaks_the_cart_or_the_state() -> None:
                 assert product is not None and product.available
                 assert 1 <= line.quantity <= 99
                 assert line.unit_price == product.price + sum(s.price_delta for s in line.options)
+
+
+async def test_a_note_goes_on_the_item() -> None:
+    chat = Chat()
+    reply = await chat.say("a latte, note: extra hot")
+    assert chat.cart.lines[0].note == "extra hot" and 'noted "extra hot"' in reply
+    await chat.say("note: no lid please")
+    assert chat.cart.lines[0].note == "no lid please"
