@@ -163,7 +163,7 @@ async def after_commit(
         found = await run_in_threadpool(_effects, settings, db, change)
         if found is None:
             continue
-        order_json, shop = found
+        order_json, shop, order_row = found
         extra = {"request_id": request_id, "order_id": change.order_id, "status": change.to_status}
         if change.to_status == st.PAID:
             log.info("order paid and fulfilled", extra={**extra, "source": change.source})
@@ -174,12 +174,32 @@ async def after_commit(
             log.info("order status changed", extra={**extra, "from": change.from_status})
             message = {"type": "order_status", "order": order_json}
         await bus.publish(f"order:{change.order_id}", message)
-        await bus.publish(f"shop:{change.shop_id}", message)
+        await bus.publish(
+            f"shop:{change.shop_id}", {**message, "order": owner_fields(order_json, order_row)}
+        )
+
+
+async def publish_flagged(db: Database, bus: EventBus, order_id: str) -> None:
+    """Tell the owner's live view that an order was flagged (its status did not change)."""
+    order, _ = await run_in_threadpool(_load, db, order_id)
+    if order is not None:
+        order_json = owner_fields(order_to_json(order), order)
+        await bus.publish(f"shop:{order.shop_id}", {"type": "order_status", "order": order_json})
+
+
+def owner_fields(order_json: dict[str, Any], order: Any) -> dict[str, Any]:
+    """The order JSON plus what only the owner's channel carries: the flag and the amount paid."""
+    return {
+        **order_json,
+        "flagged": order.flagged,
+        "flag_reason": order.flag_reason,
+        "amount_paid": order.amount_paid,
+    }
 
 
 def _effects(
     settings: Settings, db: Database, change: StatusChange
-) -> tuple[dict[str, Any], models.Shop] | None:
+) -> tuple[dict[str, Any], models.Shop, models.Order] | None:
     """The blocking part, in one worker thread: read the order; for a new ``paid``, write its
     file and then record that it was fulfilled."""
     order, shop = _load(db, change.order_id)
@@ -189,7 +209,7 @@ def _effects(
     if change.to_status == st.PAID:
         write_order_file(settings.orders_dir, order_json)
         _mark_fulfilled(db, order.id)
-    return order_json, shop
+    return order_json, shop, order
 
 
 def _load(db: Database, order_id: str) -> tuple[models.Order | None, models.Shop | None]:

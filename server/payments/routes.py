@@ -23,7 +23,7 @@ from server.errors import AppError, NotFound, PayloadTooLarge, UpstreamError
 from server.http import request_id
 from server.ids import tokens_equal, utcnow
 from server.orders import status as st
-from server.orders.fulfil import after_commit, serialised_write
+from server.orders.fulfil import after_commit, publish_flagged, serialised_write
 from server.payments.checkout import order_token
 from server.payments.gateway import gateway_for_order
 from server.payments.webhook import EventResult, record_event, settle_session
@@ -55,9 +55,9 @@ async def stripe_webhook(request: Request) -> Response:
             status_code=500,
         )
     log.info("webhook", extra={**extra, "order_id": result.order_id, "outcome": result.outcome})
-    if result.changes:
+    if result.changes or result.flagged:
         try:
-            await after_commit(state.settings, state.db, state.bus, result.changes, request_id=rid)
+            await _publish(request, result)
         except Exception:
             # The payment is committed; a redelivery would be a duplicate, so answering 500 would
             # not help. The order keeps ``fulfilled_at`` empty, which the owner's list shows.
@@ -67,6 +67,16 @@ async def stripe_webhook(request: Request) -> Response:
     return JSONResponse(
         {"received": True, "duplicate": result.duplicate, "outcome": result.outcome}
     )
+
+
+async def _publish(request: Request, result: EventResult) -> None:
+    """After the commit: fulfil or announce status changes; show a new flag to the owner."""
+    state = request.app.state
+    await after_commit(
+        state.settings, state.db, state.bus, result.changes, request_id=request_id(request)
+    )
+    if result.flagged and result.order_id and not result.changes:
+        await publish_flagged(state.db, state.bus, result.order_id)
 
 
 def _load(db: Database, order_id: str) -> tuple[models.Order, models.Shop] | None:
@@ -154,9 +164,7 @@ async def checkout_return(request: Request) -> Response:
                     "outcome": result.outcome,
                 },
             )
-            await after_commit(
-                state.settings, state.db, state.bus, result.changes, request_id=request_id(request)
-            )
+            await _publish(request, result)
         order, shop = await _authorised(request, order.id, q.get("token"))
     if st.is_paid(order.status):
         kind = "order_paid"
@@ -246,9 +254,7 @@ async def demo_checkout(request: Request) -> Response:
         "demo payment",
         extra={"request_id": request_id(request), "order_id": order.id, "outcome": result.outcome},
     )
-    await after_commit(
-        state.settings, state.db, state.bus, result.changes, request_id=request_id(request)
-    )
+    await _publish(request, result)
     return RedirectResponse(f"/checkout/return?session_id={session_id}&{back}", status_code=303)
 
 

@@ -47,6 +47,7 @@ class EventResult:
     outcome: str = ""
     order_id: str | None = None
     changes: list[StatusChange] = field(default_factory=list)
+    flagged: bool = False  # the order was flagged for the owner (no status change)
 
 
 def record_event(db: Database, event: dict[str, Any]) -> EventResult:
@@ -129,7 +130,7 @@ def settle_session(s: Session, obj: dict[str, Any], *, source: str) -> EventResu
             order,
             f"payment of {amount} {currency} does not match the order total {order.total} {order.currency} (session {obj.get('id')})",
         )
-        result.outcome = "flagged: amount or currency mismatch"
+        result.outcome, result.flagged = "flagged: amount or currency mismatch", True
         log.warning(
             "payment does not match order",
             extra={"order_id": order.id, "amount": amount, "currency": currency},
@@ -141,14 +142,14 @@ def settle_session(s: Session, obj: dict[str, Any], *, source: str) -> EventResu
             flag_order(
                 s, order, f"a second payment ({intent}) was taken for this order; refund one"
             )
-            result.outcome = "flagged: paid twice"
+            result.outcome, result.flagged = "flagged: paid twice", True
         else:
             result.outcome = "already paid"
         return result
     change = change_status(s, order, st.PAID, source=source)
     if change is None:  # cancelled: money arrived for an order nobody will make
         flag_order(s, order, f"payment received while the order is {order.status}; refund it")
-        result.outcome = f"flagged: paid while {order.status}"
+        result.outcome, result.flagged = f"flagged: paid while {order.status}", True
         return result
     order.amount_paid = amount
     order.payment_intent_id = intent or order.payment_intent_id
@@ -193,7 +194,7 @@ def _refunded(s: Session, charge: dict[str, Any], source: str) -> EventResult:
     amount, refunded = charge.get("amount"), charge.get("amount_refunded")
     if charge.get("refunded") is not True and isinstance(amount, int) and refunded != amount:
         flag_order(s, order, f"partially refunded: {refunded} of {amount} {order.currency}")
-        result.outcome = "partial refund"
+        result.outcome, result.flagged = "partial refund", True
         return result
     change = change_status(s, order, st.REFUNDED, source=source)
     result.outcome = "refunded" if change else f"refund ignored in {order.status}"

@@ -78,6 +78,10 @@ def test_valid_event_pays_and_fulfils(
     assert written["status"] == "paid" and written["total"] == TOTAL and written["paid_at"]
     assert bus.count(f"shop:{order.shop_id}", "order_paid") == 1
     assert bus.count(f"order:{order.id}", "order_paid") == 1
+    shop_message = next(m for c, m in bus.published if c.startswith("shop:"))
+    assert shop_message["order"]["amount_paid"] == TOTAL  # owner-only fields on the shop channel
+    order_message = next(m for c, m in bus.published if c.startswith("order:"))
+    assert "amount_paid" not in order_message["order"]
 
 
 @pytest.mark.parametrize(
@@ -259,6 +263,7 @@ def test_mismatched_payment_is_flagged_not_paid(
     demo_client: TestClient,
     db: Database,
     pay_settings: Settings,
+    bus: RecordingBus,
     order: models.Order,
     over: dict[str, Any],
 ) -> None:
@@ -270,6 +275,9 @@ def test_mismatched_payment_is_flagged_not_paid(
     assert flagged.status == "awaiting_payment"
     assert flagged.flagged and "does not match" in (flagged.flag_reason or "")
     assert not order_file(pay_settings, order).exists()
+    # The owner's live view hears of it; the customer's order channel does not.
+    [(channel, message)] = bus.published
+    assert channel == f"shop:{order.shop_id}" and message["order"]["flagged"] is True
 
 
 def test_handler_error_rolls_back_then_redelivery_succeeds(
