@@ -195,6 +195,16 @@ def cart_difference(cart: list[Line], draft: list[Line]) -> list[str]:
     return out
 
 
+def line_item(line: Line) -> dict[str, Any]:
+    """A priced line back to a draft item (no price: the catalog prices it again)."""
+    return {
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "options": [{"group": s.group, "choice": s.choice} for s in line.options],
+        "note": line.note,
+    }
+
+
 def offline_draft(cart: Cart, texts: list[str], shop: ShopContext) -> Draft:
     """The offline Cashier: the cart, and the fulfilment details found in the conversation."""
     return Draft(list(cart.lines), fulfillment_from_conversation(texts, shop.fulfillment_modes))
@@ -285,166 +295,3 @@ class LLMCashier:
             note = raw.get("customer_note") if isinstance(raw.get("customer_note"), str) else None
             return Draft(lines, merge_fulfillment(fulfillment, heuristics), note, "cashier", tokens)
         return Draft(list(cart.lines), heuristics, None, "cart", tokens)
-
-
-# ---------------------------------------------------------------- the handoff (a command)
-
-EMPTY_CART = "Your cart is empty. What would you like to order?"
-ASK_NAME = "What name should I put the order under?"
-ORDER_PLACED = "Your order is placed and waiting for payment. Use the Pay button to pay for it."
-
-
-def paused_reply(shop: ShopContext) -> str:
-    return f"Sorry, {shop.name} is not taking orders right now. Please try again later."
-
-
-def order_summary(lines: list[Line], currency: str) -> str:
-    from server.catalog.money import format_amount
-
-    items = "; ".join(line.describe() for line in lines)
-    total = format_amount(sum(line.line_total for line in lines), currency)
-    return f"Here is your order: {items}. Total {total}. Use the Pay button to pay."
-
-
-def line_item(line: Line) -> dict[str, Any]:
-    """A priced line back to a draft item (no price: the catalog prices it again)."""
-    return {
-        "product_id": line.product_id,
-        "quantity": line.quantity,
-        "options": [{"group": s.group, "choice": s.choice} for s in line.options],
-        "note": line.note,
-    }
-
-
-def _draft_state(draft: Draft) -> dict[str, Any]:
-    """What a cashier thread remembers while it waits for the customer's name."""
-    return {
-        "awaiting": "name",
-        "items": [line_item(line) for line in draft.lines],
-        "fulfillment": draft.fulfillment,
-        "customer_note": draft.customer_note,
-    }
-
-
-async def hand_off(
-    runner: Any,
-    reply: Any,
-    req: Any,
-    ctx: Any,
-    cart: Cart,
-    history: list[dict[str, Any]],
-    use_llm: bool,
-) -> None:
-    """The customer confirmed: clone the thread, run the Cashier, store the order."""
-    from server.chat import threads
-
-    if ctx.shop.paused:
-        await reply.say(paused_reply(ctx.shop))
-        return
-    if cart.empty:
-        await reply.say(EMPTY_CART)
-        return
-
-    def clone(session: Any) -> str:
-        from server import models
-
-        parent = session.get(models.Thread, req.thread_id)
-        return threads.clone_thread(session, parent).id
-
-    child_id = await runner._write(clone)
-    await reply.event("handoff", {"role": "cashier", "thread_id": child_id})
-    if use_llm:
-        draft = await LLMCashier(runner.llm, runner.settings).draft(
-            ctx.shop, ctx.menu, cart, history
-        )
-        reply.tokens += draft.tokens
-    else:
-        texts = [m["content"] for m in history if m.get("role") == "user"]
-        draft = offline_draft(cart, texts, ctx.shop)
-    await _complete(runner, reply, ctx, draft, child_id, req.thread_id)
-
-
-async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any, use_llm: bool) -> None:
-    """A message to a cashier thread: the name it asked for, or a question after the order."""
-    thread = ctx.thread
-    state = thread.state or {}
-    if thread.order_id:
-        await reply.say(ORDER_PLACED)
-    elif state.get("awaiting") == "name":
-        name = name_from_answer(req.message)
-        if not name:
-            await reply.say(ASK_NAME)
-        else:
-            try:
-                lines = price_items(ctx.menu, state.get("items"))
-            except OrderDraftError as err:
-                lines = []
-                await reply.say(f"Sorry, your order changed on the menu: {err}.")
-            if lines:
-                draft = Draft(
-                    lines,
-                    {**(state.get("fulfillment") or {}), "name": name},
-                    state.get("customer_note"),
-                )
-                await _complete(runner, reply, ctx, draft, thread.id, thread.parent_id)
-    else:
-        history = [*ctx.history, {"role": "user", "content": req.message}]
-        texts = [m["content"] for m in history if m.get("role") == "user"]
-        draft = offline_draft(ctx.cart, texts, ctx.shop)
-        if draft.lines:
-            await _complete(runner, reply, ctx, draft, thread.id, thread.parent_id)
-        else:
-            await reply.say(EMPTY_CART)
-    await reply.store([thread.id])
-
-
-async def _complete(
-    runner: Any, reply: Any, ctx: Any, draft: Draft, cashier_id: str, waiter_id: str | None
-) -> None:
-    """Ask for the name when the shop needs one, else store the order and send it."""
-    from server import models
-    from server.chat import threads
-    from server.orders.create import create_order, order_to_json
-
-    # The reply is stored in the thread the customer wrote to and in the cashier's thread.
-    targets = list(dict.fromkeys([reply.log.thread_id, cashier_id]))
-    try:
-        # Priced again from the live menu: a product sold out since it went in the cart
-        # cannot be ordered, and every price is the catalog's.
-        lines = price_items(ctx.menu, [line_item(line) for line in draft.lines])
-    except OrderDraftError as err:
-        await reply.say(f"Sorry, I cannot place this order: {err} Please change it and try again.")
-        await reply.store(targets)
-        return
-    if ctx.shop.require_name and not draft.fulfillment.get("name"):
-        state = _draft_state(draft)
-        await runner._write(lambda s: threads.save_thread_state(s, cashier_id, state=state))
-        await reply.say(ASK_NAME)
-        await reply.store(targets)
-        return
-
-    def create(session: Any) -> dict[str, Any] | None:
-        shop = session.get(models.Shop, ctx.shop.shop_id)
-        if shop is None or shop.paused:
-            return None
-        order = create_order(
-            session,
-            shop=shop,
-            menu=ctx.menu,
-            lines=lines,
-            fulfillment=draft.fulfillment,
-            customer_note=draft.customer_note,
-            thread_id=cashier_id,
-        )
-        threads.save_thread_state(session, cashier_id, order_id=order.id, state={})
-        if waiter_id:
-            threads.save_thread_state(session, waiter_id, order_id=order.id)
-        return order_to_json(order)
-
-    order = await runner._write(create)
-    if order is None:
-        await reply.say(paused_reply(ctx.shop))
-        return
-    await reply.say(order_summary(lines, ctx.menu.currency))
-    await reply.store(targets)
-    await reply.event("order", {"order": order})

@@ -3,31 +3,28 @@
 The reply never depends on the HTTP connection. Each event gets the thread's next sequence
 number, is kept in memory for the running turn, published on ``thread:{id}`` and stored as a
 ``ThreadEvent`` (deltas batched every ~100 ms, other events at once, in short write
-transactions: none is held across a model call). A follower (the POST response or the events
-endpoint) subscribes first, then reads stored and in-memory events, then follows live,
-de-duplicating by sequence number, until the turn's ``done`` or ``error``.
+transactions: none is held across a model call). Followers (the POST response and the events
+endpoint) read them through :mod:`server.chat.stream`; the handoff to the Cashier is
+:mod:`server.chat.handoff`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from server import models
-from server.chat import threads
+from server.chat import handoff, threads
 from server.chat.assistant import CartChanged, Checkout, Notice, TextDelta, Turn, Usage
 from server.chat.llm import LLMUnavailable
 from server.chat.phrases import is_checkout_phrase
 from server.chat.waiter import OpenAIWaiter
 from server.db import Database
 from server.errors import Conflict
-from server.events import EventBus, MemoryBus
-from server.ids import utcnow
+from server.events import EventBus
 from server.orders.cart import reprice
 from server.settings import Settings
 
@@ -35,15 +32,8 @@ log = logging.getLogger("shop_assist.chat")
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.1
-TERMINAL = ("done", "error")
 FALLBACK_NOTICE = "Our assistant is having trouble; continuing in simple mode."
 BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
-FOLLOW_POLL_SECONDS = 1.0
-INTERRUPTED = {
-    "code": "interrupted",
-    "message": "The reply was interrupted; please send your message again.",
-    "retryable": True,
-}
 
 
 def offline_waiter() -> Any:
@@ -143,16 +133,20 @@ class ChatRunner:
             return
         batch, turn_log.pending = turn_log.pending, []
         turn_log.last_flush = time.monotonic()
-        await self._write(lambda s: threads.store_events(s, turn_log.thread_id, batch))
+        await self.write_db(lambda s: threads.store_events(s, turn_log.thread_id, batch))
 
-    async def _write(self, fn: Callable[[Any], T]) -> T:
+    async def write_db(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(session)`` in one short write transaction, off the event loop."""
+
         def run() -> T:
             with self.db.write() as session:
                 return fn(session)
 
         return await asyncio.to_thread(run)
 
-    async def _read(self, fn: Callable[[Any], T]) -> T:
+    async def read_db(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(session)`` in a read transaction, off the event loop."""
+
         def run() -> T:
             with self.db.read() as session:
                 return fn(session)
@@ -195,9 +189,11 @@ class ChatRunner:
             log.exception("could not store a cancelled reply")
 
     async def _turn(self, req: TurnRequest, reply: _Reply) -> None:
-        from server.chat import cashier
-
-        ctx = await self._read(lambda s: load_context(s, req))
+        ctx = await self.read_db(
+            lambda s: threads.load_context(
+                s, req.shop_id, req.thread_id, drop_last_user=req.user_message_id is not None
+            )
+        )
         if ctx.menu is None:
             await reply.say("This shop has no menu yet, so it cannot take orders.")
             await reply.finish([req.thread_id])
@@ -222,7 +218,7 @@ class ChatRunner:
             thread_id=req.thread_id,
         )
         if req.role == "cashier":
-            await cashier.continue_cashier(self, reply, req, ctx, use_llm)
+            await handoff.continue_cashier(self, reply, req, ctx, use_llm)
         else:
             confirmed = is_confirmation(req)
             checkout: bool | None = confirmed
@@ -231,7 +227,7 @@ class ChatRunner:
             if req.action != "checkout" and not (confirmed and len(req.message.split()) <= 6):
                 checkout = await reply.run_with_fallback(turn, use_llm)
                 checkout = None if checkout is None else (checkout or confirmed)
-            await self._write(
+            await self.write_db(
                 lambda s: threads.save_thread_state(
                     s, req.thread_id, cart=turn.cart.to_state(), state=turn.state
                 )
@@ -246,18 +242,11 @@ class ChatRunner:
                     *ctx.history,
                     *([{"role": "user", "content": req.message}] if req.message else []),
                 ]
-                await cashier.hand_off(self, reply, req, ctx, turn.cart, history, use_llm)
+                await handoff.hand_off(self, reply, req, ctx, turn.cart, history, use_llm)
         await self._count_usage(req.shop_id, reply)
         await reply.finish([req.thread_id])
 
-    async def _count_usage(self, shop_id: str, reply: _Reply) -> None:
-        if reply.tokens:
-            n, reply.tokens = reply.tokens, 0
-            await self._write(lambda s: threads.add_usage(s, shop_id, today(), n))
-
-    # ------------------------------------------------------------ following
-
-    async def follow(
+    def follow(
         self,
         thread_id: str,
         after: int,
@@ -265,98 +254,15 @@ class ChatRunner:
         turn_log: TurnLog | None = None,
         token: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """SSE events after ``after``: stored, then buffered, then live until the turn ends."""
-        async with self.bus.subscribe(f"thread:{thread_id}") as sub:
-            running = turn_log or self.active.get(thread_id)
-            stored = await self._read(lambda s: threads.events_after(s, thread_id, after))
-            known = {e["seq"]: e for e in stored}
-            for e in running.events if running else ():
-                if e["seq"] > after:
-                    known.setdefault(e["seq"], e)
-            last = after
-            ended = running is None or running.finished.is_set()
-            for seq in sorted(known):
-                e = known[seq]
-                yield _sse(e, token)
-                last = seq
-                if running and e["event"] in TERMINAL and seq > running.start_seq:
-                    ended = True
-            if running is None and known:
-                ended = known[max(known)]["event"] in TERMINAL
-            elif running is None:
-                # Nothing newer is stored, but a turn may be running on another worker: follow
-                # it unless the thread's latest stored event ended a turn.
-                latest = await self._read(lambda s: _last_event_name(s, thread_id))
-                ended = latest is None or latest in TERMINAL
-            interrupted = False
-            if not ended and running is None and isinstance(self.bus, MemoryBus):
-                # One process and no turn running in it: the last turn was cut short (a
-                # restart). Say so instead of waiting for events that will never come.
-                ended = interrupted = True
-            idle_since = time.monotonic()
-            while not ended:
-                msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
-                if msg is None:
-                    # Quiet: catch up from memory or the database (another worker's turn, a
-                    # bus reconnect), and stop when that turn is over or long silent.
-                    pending = (
-                        running.events
-                        if running
-                        else await self._read(
-                            lambda s, last=last: threads.events_after(s, thread_id, last)
-                        )
-                    )
-                    for e in pending:
-                        if e["seq"] > last:
-                            yield _sse(e, token)
-                            last = e["seq"]
-                            idle_since = time.monotonic()
-                            ended = ended or e["event"] in TERMINAL
-                    if running is not None and running.finished.is_set():
-                        ended = True
-                    if not ended and time.monotonic() - idle_since > self.settings.llm_timeout * 2:
-                        ended = interrupted = True
-                    continue
-                seq = int(msg.get("seq", 0))
-                if seq <= last:
-                    continue
-                if seq > last + 1:  # a gap: fill it from memory or the database
-                    gap = (
-                        running.events
-                        if running
-                        else await self._read(
-                            lambda s, last=last: threads.events_after(s, thread_id, last)
-                        )
-                    )
-                    for e in gap:
-                        if last < e["seq"] < seq:
-                            yield _sse(e, token)
-                            last = e["seq"]
-                yield _sse(msg, token)
-                last = seq
-                idle_since = time.monotonic()
-                ended = msg.get("event") in TERMINAL
-            if interrupted:
-                # No id: the client keeps its last real one.
-                yield {"event": "error", "data": json.dumps(INTERRUPTED)}
+        """SSE events of the thread after ``after`` (see :mod:`server.chat.stream`)."""
+        from server.chat.stream import follow
 
+        return follow(self, thread_id, after, turn_log=turn_log, token=token)
 
-def _last_event_name(session: Any, thread_id: str) -> str | None:
-    from sqlmodel import col, select
-
-    return session.exec(
-        select(models.ThreadEvent.event)
-        .where(models.ThreadEvent.thread_id == thread_id)
-        .order_by(col(models.ThreadEvent.seq).desc())
-        .limit(1)
-    ).first()
-
-
-def _sse(record: dict[str, Any], token: str | None) -> dict[str, Any]:
-    data = record["data"]
-    if record["event"] == "thread" and token:
-        data = {**data, "thread_token": token}
-    return {"event": record["event"], "id": str(record["seq"]), "data": json.dumps(data)}
+    async def _count_usage(self, shop_id: str, reply: _Reply) -> None:
+        if reply.tokens:
+            n, reply.tokens = reply.tokens, 0
+            await self.write_db(lambda s: threads.add_usage(s, shop_id, threads.today(), n))
 
 
 class _Reply:
@@ -402,7 +308,7 @@ class _Reply:
                 threads.count_message(session, thread_id)
             return ids[0]
 
-        self.message_id = await self.runner._write(write)
+        self.message_id = await self.runner.write_db(write)
         self.stored = True
         return self.message_id
 
@@ -452,58 +358,8 @@ class _Reply:
             return await self.run_waiter(offline_waiter(), turn)
 
 
-@dataclass(frozen=True)
-class ThreadInfo:
-    """A thread as read at the start of a turn (plain values, no session attached)."""
-
-    id: str
-    role: str
-    parent_id: str | None
-    order_id: str | None
-    state: dict[str, Any]
-
-
-@dataclass
-class TurnContext:
-    """What a turn reads before it starts (one short read transaction)."""
-
-    shop: Any
-    menu: Any
-    thread: ThreadInfo
-    cart: Any
-    history: list[dict[str, Any]]
-    tokens_today: int
-
-
-def load_context(session: Any, req: TurnRequest) -> TurnContext:
-    from server.catalog.service import load_menu
-    from server.orders.cart import Cart
-    from server.shops.service import get_shop
-
-    shop = get_shop(session, req.shop_id)
-    thread = session.get(models.Thread, req.thread_id)
-    menu = load_menu(session, req.shop_id)
-    rows = threads.history(session, req.thread_id, limit=60)
-    if req.user_message_id is not None and rows and rows[-1]["role"] == "user":
-        rows = rows[:-1]  # this turn's message is the Turn's ``message``
-    return TurnContext(
-        shop=threads.shop_context(shop),
-        menu=menu,
-        thread=ThreadInfo(
-            thread.id, thread.role, thread.parent_id, thread.order_id, dict(thread.state or {})
-        ),
-        cart=Cart.from_state(thread.cart, menu.currency if menu else shop.currency),
-        history=rows,
-        tokens_today=threads.usage_on(session, req.shop_id, today()),
-    )
-
-
-def today() -> str:
-    return utcnow().strftime("%Y-%m-%d")
-
-
 def is_confirmation(req: TurnRequest) -> bool:
     return req.action == "checkout" or (bool(req.message) and is_checkout_phrase(req.message))
 
 
-__all__ = ["BUDGET_NOTICE", "ChatRunner", "TurnLog", "TurnRequest", "models"]
+__all__ = ["BUDGET_NOTICE", "FALLBACK_NOTICE", "ChatRunner", "TurnLog", "TurnRequest"]

@@ -8,15 +8,18 @@ Every function takes a session: the caller owns the (short) transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
 from server import models
+from server.catalog.model import Menu
 from server.chat.assistant import ShopContext
 from server.errors import NotFound
-from server.ids import hash_token, iso, new_id, tokens_equal, utcnow
+from server.ids import hash_token, iso, new_id, new_token, tokens_equal, utcnow
+from server.orders.cart import Cart
 
 THREAD_NOT_FOUND = "No such conversation."
 
@@ -222,6 +225,63 @@ def thread_view(session: Session, thread: models.Thread) -> dict[str, Any]:
 
 
 def new_thread_token() -> str:
-    from server.ids import new_token
-
     return new_token()
+
+
+# ---------------------------------------------------------------- what a turn reads
+
+
+def today() -> str:
+    """The UTC day the daily token budget counts against."""
+    return utcnow().strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """A thread as read at the start of a turn (plain values, no session attached)."""
+
+    id: str
+    role: str
+    parent_id: str | None
+    order_id: str | None
+    state: dict[str, Any]
+
+
+@dataclass
+class TurnContext:
+    """What a turn reads before it starts (one short read transaction)."""
+
+    shop: ShopContext
+    menu: Menu | None
+    thread: ThreadInfo
+    cart: Cart
+    history: list[dict[str, Any]]
+    tokens_today: int
+
+
+def load_context(
+    session: Session, shop_id: str, thread_id: str, *, drop_last_user: bool = False
+) -> TurnContext:
+    """The shop, its live menu, the thread, its cart, the history before this turn (without
+    this turn's own message when ``drop_last_user``) and the shop's tokens spent today."""
+    from server.catalog.service import load_menu
+    from server.shops.service import get_shop
+
+    shop = get_shop(session, shop_id)
+    thread = session.get(models.Thread, thread_id)
+    if thread is None:
+        raise NotFound(THREAD_NOT_FOUND)
+    menu = load_menu(session, shop_id)
+    rows = history(session, thread_id, limit=60)
+    if drop_last_user and rows and rows[-1]["role"] == "user":
+        rows = rows[:-1]
+    return TurnContext(
+        shop=shop_context(shop),
+        menu=menu,
+        thread=ThreadInfo(
+            thread.id, thread.role, thread.parent_id, thread.order_id, dict(thread.state or {})
+        ),
+        cart=Cart.from_state(thread.cart, menu.currency if menu else shop.currency),
+        history=rows,
+        tokens_today=usage_on(session, shop_id, today()),
+    )

@@ -16,7 +16,8 @@ from starlette.applications import Starlette
 
 from server import models
 from server.app import create_app
-from server.chat.cashier import ASK_NAME, EMPTY_CART, ORDER_DRAFT_SCHEMA
+from server.chat.cashier import ORDER_DRAFT_SCHEMA
+from server.chat.handoff import ASK_NAME, EMPTY_CART
 from server.orders.create import order_schema
 from tests.chat.helpers import Stream, add_version, make_shop, post_chat, sell_out
 from tests.fakes.fake_openai import ToolCall

@@ -1,0 +1,131 @@
+"""Following a thread: stored events after N, then the running reply live, once each.
+
+A follower subscribes to ``thread:{id}`` first, then reads the stored events and those the
+running turn holds in memory, then relays live events, de-duplicating by sequence number and
+filling any gap from memory or the database. It ends at the running turn's ``done`` or
+``error``; a turn cut short by a restart ends with an ``interrupted`` error event (no id).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from server import models
+from server.chat import threads
+from server.events import MemoryBus
+
+if TYPE_CHECKING:
+    from server.chat.runner import ChatRunner, TurnLog
+
+TERMINAL = ("done", "error")
+FOLLOW_POLL_SECONDS = 1.0
+INTERRUPTED = {
+    "code": "interrupted",
+    "message": "The reply was interrupted; please send your message again.",
+    "retryable": True,
+}
+
+
+async def follow(
+    runner: ChatRunner,
+    thread_id: str,
+    after: int,
+    *,
+    turn_log: TurnLog | None = None,
+    token: str | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """SSE events after ``after``: stored, then buffered, then live until the turn ends."""
+    async with runner.bus.subscribe(f"thread:{thread_id}") as sub:
+        running = turn_log or runner.active.get(thread_id)
+        stored = await runner.read_db(lambda s: threads.events_after(s, thread_id, after))
+        known = {e["seq"]: e for e in stored}
+        for e in running.events if running else ():
+            if e["seq"] > after:
+                known.setdefault(e["seq"], e)
+        last = after
+        ended = running is None or running.finished.is_set()
+        for seq in sorted(known):
+            e = known[seq]
+            yield _sse(e, token)
+            last = seq
+            if running and e["event"] in TERMINAL and seq > running.start_seq:
+                ended = True
+        if running is None and known:
+            ended = known[max(known)]["event"] in TERMINAL
+        elif running is None:
+            # Nothing newer is stored, but a turn may be running on another worker: follow
+            # it unless the thread's latest stored event ended a turn.
+            latest = await runner.read_db(lambda s: _last_event_name(s, thread_id))
+            ended = latest is None or latest in TERMINAL
+        interrupted = False
+        if not ended and running is None and isinstance(runner.bus, MemoryBus):
+            # One process and no turn running in it: the last turn was cut short (a
+            # restart). Say so instead of waiting for events that will never come.
+            ended = interrupted = True
+        idle_since = time.monotonic()
+        while not ended:
+            msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
+            if msg is None:
+                # Quiet: catch up from memory or the database (another worker's turn, a
+                # bus reconnect), and stop when that turn is over or long silent.
+                pending = (
+                    running.events
+                    if running
+                    else await runner.read_db(
+                        lambda s, last=last: threads.events_after(s, thread_id, last)
+                    )
+                )
+                for e in pending:
+                    if e["seq"] > last:
+                        yield _sse(e, token)
+                        last = e["seq"]
+                        idle_since = time.monotonic()
+                        ended = ended or e["event"] in TERMINAL
+                if running is not None and running.finished.is_set():
+                    ended = True
+                if not ended and time.monotonic() - idle_since > runner.settings.llm_timeout * 2:
+                    ended = interrupted = True
+                continue
+            seq = int(msg.get("seq", 0))
+            if seq <= last:
+                continue
+            if seq > last + 1:  # a gap: fill it from memory or the database
+                gap = (
+                    running.events
+                    if running
+                    else await runner.read_db(
+                        lambda s, last=last: threads.events_after(s, thread_id, last)
+                    )
+                )
+                for e in gap:
+                    if last < e["seq"] < seq:
+                        yield _sse(e, token)
+                        last = e["seq"]
+            yield _sse(msg, token)
+            last = seq
+            idle_since = time.monotonic()
+            ended = msg.get("event") in TERMINAL
+        if interrupted:
+            # No id: the client keeps its last real one.
+            yield {"event": "error", "data": json.dumps(INTERRUPTED)}
+
+
+def _last_event_name(session: Any, thread_id: str) -> str | None:
+    return session.exec(
+        select(models.ThreadEvent.event)
+        .where(models.ThreadEvent.thread_id == thread_id)
+        .order_by(col(models.ThreadEvent.seq).desc())
+        .limit(1)
+    ).first()
+
+
+def _sse(record: dict[str, Any], token: str | None) -> dict[str, Any]:
+    data = record["data"]
+    if record["event"] == "thread" and token:
+        data = {**data, "thread_token": token}
+    return {"event": record["event"], "id": str(record["seq"]), "data": json.dumps(data)}
