@@ -361,9 +361,9 @@ class _Conversation:
         return text
 
     def product(self, pid: str) -> Product:
-        product = self.menu.get(pid)
-        assert product is not None
-        return product
+        # A cart line can outlive its product (a new catalog version): a bare stand-in keeps
+        # the conversation going, and the cart operations refuse to change such a line.
+        return self.menu.get(pid) or Product(pid, pid, 0, available=False)
 
     # ------------------------------------------------------------ answering a question we asked
 

@@ -476,3 +476,15 @@ async def test_a_note_goes_on_the_item() -> None:
     assert chat.cart.lines[0].note == "extra hot" and 'noted "extra hot"' in reply
     await chat.say("note: no lid please")
     assert chat.cart.lines[0].note == "no lid please"
+
+
+async def test_a_line_whose_product_left_the_menu_does_not_break_the_chat() -> None:
+    old_menu = Menu("shp_test", "usd", 1, (*MENU.products, Product("scone", "Scone", 300)))
+    cart, _ = add_item(old_menu, Cart("usd"), "scone", 1)
+    chat = Chat()
+    chat.cart = cart
+    chat.state = {"last_line": cart.lines[0].line_id}
+    for message in ("make it 3", "no, a large one", "make one of them oat", "what's in my cart?"):
+        assert await chat.say(message)
+    await chat.say("remove it")
+    assert chat.cart.empty
