@@ -358,6 +358,8 @@ class _Conversation:
         if others:
             listed = ", ".join(f"{p.name} ({self.money(p.price)})" for p in others)
             text += f" From {product.category or 'the menu'} we also have {listed}."
+        else:
+            text += " Ask for the menu to see what else we have."
         return text
 
     def product(self, pid: str) -> Product:
