@@ -21,6 +21,7 @@ from server.chat import handoff, threads
 from server.chat.assistant import CartChanged, Checkout, Notice, TextDelta, Turn, Usage
 from server.chat.llm import LLMUnavailable
 from server.chat.phrases import is_checkout_phrase
+from server.chat.tools import mentions_product
 from server.chat.waiter import OpenAIWaiter
 from server.db import Database
 from server.errors import Conflict
@@ -165,7 +166,10 @@ class ChatRunner:
             raise
         except Exception:
             log.exception("chat turn failed", extra={"thread_id": req.thread_id})
-            await reply.fail("internal", "Something went wrong; please try again.")
+            try:
+                await reply.store([req.thread_id], complete=False)
+            finally:
+                await reply.fail("internal", "Something went wrong; please try again.")
         finally:
             try:
                 await self.flush(turn_log)
@@ -180,9 +184,10 @@ class ChatRunner:
         try:
             with self.db.write() as session:
                 threads.store_events(session, turn_log.thread_id, turn_log.pending)
-                if reply.text and not reply.stored:
+                unsaved = "".join(reply.parts[reply.stored_parts :])
+                if unsaved:
                     threads.add_message(
-                        session, turn_log.thread_id, "assistant", reply.full_text, complete=False
+                        session, turn_log.thread_id, "assistant", unsaved, complete=False
                     )
             turn_log.pending = []
         except Exception:
@@ -222,9 +227,11 @@ class ChatRunner:
         else:
             confirmed = is_confirmation(req)
             checkout: bool | None = confirmed
-            # A bare "that's all" (or the button) goes straight to the Cashier; a longer
-            # message ("and a croissant, that's all") is ordered first.
-            if req.action != "checkout" and not (confirmed and len(req.message.split()) <= 6):
+            # A bare "that's all" (or the button) goes straight to the Cashier; a message
+            # that also names something ("and a croissant, that's all") is ordered first.
+            if req.action != "checkout" and not (
+                confirmed and not mentions_product(ctx.menu, req.message)
+            ):
                 checkout = await reply.run_with_fallback(turn, use_llm)
                 checkout = None if checkout is None else (checkout or confirmed)
             await self.write_db(
@@ -274,14 +281,9 @@ class _Reply:
         self.parts: list[str] = []
         self.text = False
         self.cart_changed = False
-        self.stored = False
         self.stored_parts = 0
         self.message_id: int | None = None
         self.tokens = 0
-
-    @property
-    def full_text(self) -> str:
-        return "".join(self.parts)
 
     async def say(self, text: str) -> None:
         if text:
@@ -309,7 +311,6 @@ class _Reply:
             return ids[0]
 
         self.message_id = await self.runner.write_db(write)
-        self.stored = True
         return self.message_id
 
     async def finish(self, thread_ids: list[str]) -> None:

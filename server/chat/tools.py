@@ -197,6 +197,15 @@ def _words(text: str) -> list[str]:
     return out
 
 
+def mentions_product(menu: Menu, text: str) -> bool:
+    """Whether ``text`` names something on the menu (a word of a product name, plurals
+    folded): "two lattes, that's all" does, "ok that's all thanks" does not."""
+    wanted = {w for w in _words(text) if len(w) >= 3}
+    if not wanted:
+        return False
+    return any(wanted & set(_words(p.name)) for p in menu.products)
+
+
 def search_menu(menu: Menu, query: Any, category: Any = None, tags: Any = None) -> list[dict]:
     """Products matching the words of ``query`` (any word, best first), optionally within a
     category and having every tag. Capped at :data:`MAX_SEARCH_RESULTS`."""

@@ -42,3 +42,15 @@ def test_offline_ordering_with_a_name_in_the_same_breath(
     ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
     order = post_chat(base, shop.id, message="checkout", **ids).of("order")[0].data["order"]
     assert order["total"] == 300 and order["fulfillment"]["name"] == "Ana"
+
+
+def test_items_named_with_the_confirmation_are_ordered_too(
+    app: Starlette, serve: Any, shop: models.Shop
+) -> None:
+    base = serve(app)
+    first = post_chat(base, shop.id, message="an espresso")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    done = post_chat(base, shop.id, message="and a croissant, that's all", **ids)
+    order = done.of("order")[0].data["order"]
+    assert [i["product_id"] for i in order["items"]] == ["espresso", "croissant"]
+    assert order["total"] == 300 + 325

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from server.chat.tools import TOOL_SCHEMAS, run_tool, search_menu
+from server.chat.tools import TOOL_SCHEMAS, mentions_product, run_tool, search_menu
 from server.orders.cart import Cart, add_item
 from tests.orders.menus import coffee_menu
 
@@ -124,3 +124,17 @@ def test_search_menu_by_words_category_and_tags() -> None:
     found = search_menu(MENU, "pizza")[0]
     assert found["price"] == "$10.00"
     assert found["options"][0]["required"] is True
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("that's all", False),
+        ("ok that's all, thanks a lot", False),
+        ("two lattes, that's all", True),
+        ("and a croissant and I'm done", True),
+        ("checkout", False),
+    ],
+)
+def test_mentions_product(text: str, names: bool) -> None:
+    assert mentions_product(MENU, text) is names
