@@ -53,13 +53,14 @@ COMMON = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
-    """``"Two large oat lattes, & a croissant"`` -> ``["two", "large", ..., ",", "&", "a", ...]``.
+    """``"Two large oat lattes, & a croissant"`` -> ``["two", "large", ..., ",", "and", "a", ...]``.
 
     "2x" and "x2" become "2"; hyphens split words ("gluten-free" -> "gluten", "free").
     """
     norm = normalise(text)
     norm = re.sub(r"\b(\d+)\s*x\b|\bx\s*(\d+)\b", lambda m: m.group(1) or m.group(2), norm)
-    return re.findall(r"\d+|[a-z]+(?:'[a-z]+)?|[,;&+/]", norm)
+    tokens = re.findall(r"\d+|[a-z]+(?:'[a-z]+)?|[,;&+/]", norm)
+    return ["and" if t == "&" else t for t in tokens]  # "Mac & Cheese" = "mac and cheese"
 
 
 @dataclass(frozen=True)
@@ -331,29 +332,33 @@ class Mention:
         return len(self.product_ids) > 1
 
 
-def _match_at(idx: MenuIndex, words: list[str], i: int, pid: str) -> tuple[int, int] | None:
-    """(matched words, 1 if the whole name) for product ``pid`` starting at ``words[i]``."""
+def _match_at(
+    idx: MenuIndex, words: list[str], i: int, pid: str
+) -> tuple[tuple[int, int], int] | None:
+    """((matched words, 1 if the whole name), span) for product ``pid`` at ``words[i]``."""
     name = idx.names[pid]
-    best: tuple[int, int] | None = None
+    best: tuple[tuple[int, int], int] | None = None
     for s, tok in enumerate(name):
         if tok != words[i]:
             continue
         k = 0
         while s + k < len(name) and i + k < len(words) and words[i + k] == name[s + k]:
             k += 1
+        while k and name[s + k - 1] in GLUE:  # "fish and" of "Fish and Chips" is "fish"
+            k -= 1
         part = name[s : s + k]
         content = [t for t in part if t not in GLUE]
-        if not content or part[-1] in GLUE:
+        if not content:
             continue
         full = s == 0 and k == len(name)
         # A part of a name counts when it ends with the name's last word ("tea" for "Green
-        # Tea") or only this product uses its words ("margherita" for "Pizza Margherita").
+        # Tea") or only this product uses one of its words ("margherita", "carrot cake").
         tail = s + k == len(name)
         own = any(idx.token_products[t] == 1 and t not in idx.choice_words for t in content)
         if full or tail or own:
             rank = (len(content), int(full))
-            if best is None or rank > best:
-                best = rank
+            if best is None or rank > best[0]:
+                best = (rank, k)
     return best
 
 
@@ -366,20 +371,20 @@ def find_mentions(idx: MenuIndex, words: list[str], only: set[str] | None = None
     out: list[Mention] = []
     i = 0
     while i < len(words):
-        ranked: dict[str, tuple[int, int]] = {}
+        ranked: dict[str, tuple[tuple[int, int], int]] = {}
         if words[i] not in GLUE:
             for pid in idx.by_token.get(words[i], ()):
                 if only is not None and pid not in only:
                     continue
-                rank = _match_at(idx, words, i, pid)
-                if rank:
-                    ranked[pid] = rank
+                match = _match_at(idx, words, i, pid)
+                if match:
+                    ranked[pid] = match
         if not ranked:
             i += 1
             continue
-        top = max(ranked.values())
-        ids = tuple(pid for pid, r in ranked.items() if r == top)
-        length = _span(idx, words, i, ids[0])
+        top = max(rank for rank, _ in ranked.values())
+        ids = tuple(pid for pid, (rank, _) in ranked.items() if rank == top)
+        length = ranked[ids[0]][1]
         prev = out[-1] if out else None
         if (
             prev is not None
@@ -393,18 +398,6 @@ def find_mentions(idx: MenuIndex, words: list[str], only: set[str] | None = None
             out.append(Mention(i, i + length, ids))
         i += length
     return out
-
-
-def _span(idx: MenuIndex, words: list[str], i: int, pid: str) -> int:
-    name = idx.names[pid]
-    best = 1
-    for s, tok in enumerate(name):
-        if tok == words[i]:
-            k = 0
-            while s + k < len(name) and i + k < len(words) and words[i + k] == name[s + k]:
-                k += 1
-            best = max(best, k)
-    return best
 
 
 # ---------------------------------------------------------------- items: quantity and options

@@ -488,3 +488,28 @@ async def test_a_line_whose_product_left_the_menu_does_not_break_the_chat() -> N
         assert await chat.say(message)
     await chat.say("remove it")
     assert chat.cart.empty
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        ("fish and a cola", [("fish-and-chips", 1), ("cola", 1)]),
+        ("2 fish and chips and a cola", [("fish-and-chips", 2), ("cola", 1)]),
+        ("a mac and cheese", [("mac-cheese", 1)]),
+        ("mac & cheese & a cola", [("mac-cheese", 1), ("cola", 1)]),
+    ],
+)
+def test_names_with_and_in_them(text: str, items: list[tuple[str, int]]) -> None:
+    menu = Menu(
+        "shp_x",
+        "usd",
+        1,
+        (
+            Product("fish-and-chips", "Fish and Chips", 900),
+            Product("mac-cheese", "Mac & Cheese", 800),
+            Product("cola", "Cola", 200),
+        ),
+    )
+    idx = index_for(menu)
+    found = parse_items(idx, idx.canon_all(tokenize(text)))
+    assert [(i.product_ids[0], i.quantity) for i in found] == items
