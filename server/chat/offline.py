@@ -272,15 +272,7 @@ class _Conversation:
             return
         self.changed(cart, line)
         self.items_added = True
-        added = Line(
-            line.line_id,
-            line.product_id,
-            line.name,
-            item.quantity,
-            line.options,
-            line.note,
-            line.unit_price,
-        )
+        added = replace(line, quantity=item.quantity)  # the line may hold earlier ones too
         text = f"Added {describe(added)}: {self.money(added.line_total)}."
         if line.note:
             text = text[:-1] + f', noted "{line.note}".'
@@ -622,8 +614,6 @@ class _Conversation:
                 self.ask_remove(lines)
                 return True
             self.drop_lines(lines, item.quantity if item.stated else None)
-        if not self.outputs or isinstance(self.outputs[-1], CartChanged):
-            return True
         self.say(self.subtotal())
         return True
 
