@@ -40,8 +40,13 @@ async def stripe_webhook(request: Request) -> Response:
     raw = await request.body()
     if len(raw) > MAX_WEBHOOK_BYTES:
         raise PayloadTooLarge("Webhook body too large.")
-    event = await state.payments.parse_event(raw, request.headers)
     rid = request_id(request)
+    try:
+        event = await state.payments.parse_event(raw, request.headers)
+    except AppError as err:
+        # A wrong STRIPE_WEBHOOK_SECRET shows up here first; the reason names no secret.
+        log.warning("webhook refused", extra={"request_id": rid, "reason": err.message})
+        raise
     extra = {"request_id": rid, "event_id": event["id"], "event_type": event["type"]}
     try:
         result: EventResult = await run_in_threadpool(record_event, state.db, event)
