@@ -25,7 +25,10 @@ from server.orders.create import OrderDraftError, create_order, order_to_json, p
 
 EMPTY_CART = "Your cart is empty. What would you like to order?"
 ASK_NAME = "What name should I put the order under?"
-ORDER_PLACED = "Your order is placed and waiting for payment. Use the Pay button to pay for it."
+ORDER_PLACED = (
+    "Your order is placed and waiting for payment: use the Pay button to pay for it. "
+    "To order something else, start a new order."
+)
 
 
 def paused_reply(shop: ShopContext) -> str:
@@ -64,6 +67,13 @@ async def hand_off(
     if cart.empty:
         await reply.say(EMPTY_CART)
         return
+    try:
+        # Checked before the handoff, so a cart that cannot be ordered (a product sold out
+        # since it went in) stays with the Waiter, where it can be changed.
+        price_items(ctx.menu, [line_item(line) for line in cart.lines])
+    except OrderDraftError as err:
+        await reply.say(f"Sorry, I cannot place this order: {err} Please change it and try again.")
+        return
 
     def clone(session: Any) -> str:
         parent = session.get(models.Thread, req.thread_id)
@@ -82,38 +92,32 @@ async def hand_off(
     await _complete(runner, reply, ctx, draft, child_id, req.thread_id)
 
 
-async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any, use_llm: bool) -> None:
-    """A message to a cashier thread: the name it asked for, or a question after the order."""
+CASHIER_STATE_KEYS = ("awaiting", "items", "fulfillment", "customer_note")
+
+
+async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
+    """A message to a cashier thread. Returns False when it is not for the Cashier (not the
+    name it asked for): the Waiter then answers in this thread, so the order can still change.
+    """
     thread = ctx.thread
     state = thread.state or {}
     if thread.order_id:
         await reply.say(ORDER_PLACED)
-    elif state.get("awaiting") == "name":
-        name = name_from_answer(req.message)
-        if not name:
-            await reply.say(ASK_NAME)
+    elif state.get("awaiting") == "name" and (name := name_from_answer(req.message)):
+        try:
+            lines = price_items(ctx.menu, state.get("items"))
+        except OrderDraftError as err:
+            # The menu changed since: the cart is checked again when they confirm anew.
+            await runner.write_db(lambda s: threads.save_thread_state(s, thread.id, state={}))
+            await reply.say(f"Sorry, your order changed on the menu: {err}")
         else:
-            try:
-                lines = price_items(ctx.menu, state.get("items"))
-            except OrderDraftError as err:
-                lines = []
-                await reply.say(f"Sorry, your order changed on the menu: {err}.")
-            if lines:
-                draft = Draft(
-                    lines,
-                    {**(state.get("fulfillment") or {}), "name": name},
-                    state.get("customer_note"),
-                )
-                await _complete(runner, reply, ctx, draft, thread.id, thread.parent_id)
-    else:
-        history = [*ctx.history, {"role": "user", "content": req.message}]
-        texts = [m["content"] for m in history if m.get("role") == "user"]
-        draft = offline_draft(ctx.cart, texts, ctx.shop)
-        if draft.lines:
+            fulfillment = {**(state.get("fulfillment") or {}), "name": name}
+            draft = Draft(lines, fulfillment, state.get("customer_note"))
             await _complete(runner, reply, ctx, draft, thread.id, thread.parent_id)
-        else:
-            await reply.say(EMPTY_CART)
+    else:
+        return False
     await reply.store([thread.id])
+    return True
 
 
 async def _complete(

@@ -223,33 +223,39 @@ class ChatRunner:
             thread_id=req.thread_id,
         )
         if req.role == "cashier":
-            await handoff.continue_cashier(self, reply, req, ctx, use_llm)
-        else:
-            confirmed = is_confirmation(req)
-            checkout: bool | None = confirmed
-            # A bare "that's all" (or the button) goes straight to the Cashier; a message
-            # that also names something ("and a croissant, that's all") is ordered first.
-            if req.action != "checkout" and not (
-                confirmed and not mentions_product(ctx.menu, req.message)
-            ):
-                checkout = await reply.run_with_fallback(turn, use_llm)
-                checkout = None if checkout is None else (checkout or confirmed)
-            await self.write_db(
-                lambda s: threads.save_thread_state(
-                    s, req.thread_id, cart=turn.cart.to_state(), state=turn.state
-                )
-            )
-            if checkout is None:  # the model failed mid-reply: partial text kept, error sent
-                await reply.store([req.thread_id], complete=False)
-                await self._count_usage(req.shop_id, reply)
+            if await handoff.continue_cashier(self, reply, req, ctx):
+                await reply.finish([req.thread_id])
                 return
-            await reply.store([req.thread_id])
-            if checkout:
-                history = [
-                    *ctx.history,
-                    *([{"role": "user", "content": req.message}] if req.message else []),
-                ]
-                await handoff.hand_off(self, reply, req, ctx, turn.cart, history, use_llm)
+            # Not for the Cashier ("and a cookie"): the Waiter answers here; a new
+            # confirmation hands this thread over again.
+            turn.state = {
+                k: v for k, v in turn.state.items() if k not in handoff.CASHIER_STATE_KEYS
+            }
+        confirmed = is_confirmation(req)
+        checkout: bool | None = confirmed
+        # A bare "that's all" (or the button) goes straight to the Cashier; a message
+        # that also names something ("and a croissant, that's all") is ordered first.
+        if req.action != "checkout" and not (
+            confirmed and not mentions_product(ctx.menu, req.message)
+        ):
+            checkout = await reply.run_with_fallback(turn, use_llm)
+            checkout = None if checkout is None else (checkout or confirmed)
+        await self.write_db(
+            lambda s: threads.save_thread_state(
+                s, req.thread_id, cart=turn.cart.to_state(), state=turn.state
+            )
+        )
+        if checkout is None:  # the model failed mid-reply: partial text kept, error sent
+            await reply.store([req.thread_id], complete=False)
+            await self._count_usage(req.shop_id, reply)
+            return
+        await reply.store([req.thread_id])
+        if checkout:
+            history = [
+                *ctx.history,
+                *([{"role": "user", "content": req.message}] if req.message else []),
+            ]
+            await handoff.hand_off(self, reply, req, ctx, turn.cart, history, use_llm)
         await self._count_usage(req.shop_id, reply)
         await reply.finish([req.thread_id])
 

@@ -257,7 +257,11 @@ def test_a_product_sold_out_since_it_was_added_is_not_ordered(
     ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
     stream = post_chat(base, shop.id, message="that's all", **ids)
     assert not stream.of("order") and "sold out" in stream.text
+    assert not stream.of("handoff")  # the cart stays with the Waiter, to be changed
     assert stream.events[-1].event == "done"
+    post_chat(base, shop.id, message="remove the croissant", **ids)
+    order = check_order(post_chat(base, shop.id, message="that's all", **ids))
+    assert order["total"] == 300
 
 
 def test_a_new_catalog_version_reprices_the_cart_with_a_notice(
@@ -278,3 +282,26 @@ def test_a_new_catalog_version_reprices_the_cart_with_a_notice(
     assert stream.of("cart")[0].data["cart"]["subtotal"] == 350
     order = check_order(stream)
     assert order["total"] == 350 and order["catalog_version"] == 2
+
+
+def test_the_order_can_still_change_while_the_cashier_waits_for_a_name(
+    settings: Any, db: Any, serve: Any
+) -> None:
+    shop = make_shop(db, coffee_menu(), require_name=True)
+    base = serve(create_app(settings, db=db))
+    first = post_chat(base, shop.id, message="an espresso")
+    token = first.thread["thread_token"]
+    asked = post_chat(
+        base, shop.id, message="that's all", thread_id=first.thread["thread_id"], thread_token=token
+    )
+    cashier = {"thread_id": asked.of("handoff")[0].data["thread_id"], "thread_token": token}
+    assert asked.text.endswith(ASK_NAME)
+    more = post_chat(base, shop.id, message="and a croissant", **cashier)
+    assert more.of("cart")[-1].data["cart"]["subtotal"] == 625
+    again = post_chat(base, shop.id, message="that's all", **cashier)
+    assert again.text.endswith(ASK_NAME)
+    latest = {"thread_id": again.of("handoff")[0].data["thread_id"], "thread_token": token}
+    order = check_order(post_chat(base, shop.id, message="Ana", **latest))
+    assert order["total"] == 625 and order["fulfillment"]["name"] == "Ana"
+    placed = post_chat(base, shop.id, message="thanks!", **latest)
+    assert "Pay button" in placed.text and not placed.of("order")
