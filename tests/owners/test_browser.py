@@ -99,6 +99,14 @@ def test_owner_goes_from_login_to_a_live_paid_order(
     expect(p.locator(".notice")).to_contain_text("Menu version 1 is live")
     expect(p.locator("table.products")).to_contain_text("Latte")
     shop_id = p.url.split("/dashboard/shops/")[1].split("/")[0]
+    # Sold out, without leaving the page; the public menu says so.
+    latte = p.locator("tr:has(span.muted:text-is('latte'))")
+    latte.locator("text=Mark sold out").click()
+    expect(latte.locator(".state")).to_have_text("Sold out")
+    menu = httpx.get(f"{server.url}/api/menu/{shop_id}").json()
+    assert not next(x for c in menu["categories"] for x in c["products"] if x["id"] == "latte")[
+        "available"
+    ]
 
     # Copy the embed snippet.
     p.click("nav.tabs >> text=Share")
