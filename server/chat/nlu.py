@@ -656,3 +656,17 @@ def _size_word(product: Product, word: str) -> tuple[str, str] | None:
 
 def _negated(words: list[str], i: int) -> bool:
     return any(w in NEGATORS for w in words[max(0, i - 2) : i])
+
+
+_CATEGORY_FILLER = frozenset(["more", "other", "others", "misc", "etc", "things", "stuff"])
+
+
+def find_categories(idx: MenuIndex, words: list[str]) -> list[str]:
+    """Categories whose every main word is in ``words`` ("teas" names "Tea & more")."""
+    present = set(words)
+    found = []
+    for cat, toks in idx.categories.items():
+        main = [t for t in toks if t not in GLUE and t not in _CATEGORY_FILLER]
+        if main and all(t in present for t in main):
+            found.append(cat)
+    return found

@@ -15,6 +15,7 @@ from typing import Any
 
 from server.catalog.model import Menu, Product
 from server.catalog.money import format_amount
+from server.chat import offline_text as texts
 from server.chat import phrases as ph
 from server.chat.assistant import (
     AssistantEvent,
@@ -29,14 +30,15 @@ from server.chat.nlu import (
     ItemRequest,
     MenuIndex,
     extract_options,
+    find_categories,
     find_mentions,
     find_numbers,
     index_for,
     name_tokens,
     parse_items,
     tokenize,
-    yes_no,
 )
+from server.chat.offline_text import describe, or_list
 from server.orders.cart import (
     MAX_QUANTITY,
     Cart,
@@ -71,11 +73,9 @@ _DIET_TOKENS = frozenset(
         "option",
     ]
 )
-_CATEGORY_FILLER = frozenset(["more", "other", "others", "misc", "etc", "things", "stuff"])
 _NOTE = re.compile(r"\b(?:note|request)s?\s*[:=]\s*", re.IGNORECASE)
 ASK_LIMIT = 6  # candidates named in a "which one?" question
 PENDING_LIMIT = 40  # candidates remembered for the answer
-MENU_LIST_LIMIT = 30  # above this many products, list categories instead
 CHUNK_WORDS = 6
 
 
@@ -261,7 +261,7 @@ class _Conversation:
             return
         product = self.product(item.product_ids[0])
         if not product.available:
-            self.say(self.sold_out(product))
+            self.say(texts.sold_out_text(self.menu, product))
             return
         options, other = extract_options(self.idx, product, item.words, item.override)
         try:
@@ -296,11 +296,11 @@ class _Conversation:
         if len(item.product_ids) > len(shown):
             question = (
                 f"{len(item.product_ids)} items match. Which one would you like, for example "
-                + _or(names)
+                + or_list(names)
                 + "?"
             )
         else:
-            question = "Which one would you like: " + _or(names) + "?"
+            question = "Which one would you like: " + or_list(names) + "?"
         keep = replace(item, product_ids=item.product_ids[:PENDING_LIMIT])
         self.state["pending"] = {
             "kind": "product",
@@ -324,7 +324,9 @@ class _Conversation:
                 f"{group.min_choices} to {group.max_choices}: {', '.join(choices)}."
             )
         else:
-            question = f"Which {group.name} would you like for the {product.name}: {_or(choices)}?"
+            question = (
+                f"Which {group.name} would you like for the {product.name}: {or_list(choices)}?"
+            )
         pending_item = ItemRequest((product.id,), item.quantity, item.words, item.override)
         self.state["pending"] = {
             "kind": "option",
@@ -339,20 +341,6 @@ class _Conversation:
     def after_question(self) -> None:
         if self.items_added:
             self.say(self.subtotal())
-
-    def sold_out(self, product: Product) -> str:
-        others = [
-            p
-            for p in self.menu.products
-            if p.available and p.category == product.category and p.id != product.id
-        ][:5]
-        text = f"Sorry, the {product.name} is sold out right now."
-        if others:
-            listed = ", ".join(f"{p.name} ({self.money(p.price)})" for p in others)
-            text += f" From {product.category or 'the menu'} we also have {listed}."
-        else:
-            text += " Ask for the menu to see what else we have."
-        return text
 
     def product(self, pid: str) -> Product:
         # A cart line can outlive its product (a new catalog version): a bare stand-in keeps
@@ -486,13 +474,13 @@ class _Conversation:
     def small_talk(self) -> bool:
         norm = self.norm
         if ph.asks_cart(norm):
-            self.show_cart()
+            self.say(texts.cart_text(self.cart))
         elif ph.diet_words(norm):
-            self.answer_diet([], ph.diet_words(norm))
-        elif ph.asks_menu(norm) or self.categories_named():
-            self.show_menu(self.categories_named())
+            self.say(texts.diet_text(self.menu, [], ph.diet_words(norm)))
+        elif ph.asks_menu(norm) or find_categories(self.idx, self.words):
+            self.say(texts.menu_text(self.menu, find_categories(self.idx, self.words)))
         elif ph.asks_price(norm):
-            self.show_menu([])
+            self.say(texts.menu_text(self.menu, []))
         elif ph.is_greeting(norm):
             greeting = self.shop.greeting or f"Hi, welcome to {self.shop.name}!"
             self.say(f"{greeting} {self.hint()}")
@@ -546,15 +534,6 @@ class _Conversation:
         lines = "; ".join(describe(line) for line in self.cart.lines)
         self.say(f"Great! Your order: {lines}. {self.subtotal()} Let's check out.")
         self.outputs.append(Checkout())
-
-    def show_cart(self) -> None:
-        if self.cart.empty:
-            self.say("Your cart is empty — what would you like?")
-            return
-        lines = "; ".join(
-            f"{describe(line)} {self.money(line.line_total)}" for line in self.cart.lines
-        )
-        self.say(f"In your cart: {lines}. {self.subtotal()}")
 
     def clear(self) -> None:
         if self.cart.empty:
@@ -630,7 +609,7 @@ class _Conversation:
     def ask_remove(self, lines: list[Line]) -> None:
         question = (
             "Which one should I remove: "
-            + _or([describe(line) for line in lines])
+            + or_list([describe(line) for line in lines])
             + '? Or say "both".'
         )
         self.state["pending"] = {
@@ -784,7 +763,7 @@ class _Conversation:
             return False
         product = self.product(item.product_ids[0])
         if not product.available:
-            self.say(self.sold_out(product))
+            self.say(texts.sold_out_text(self.menu, product))
             return True
         carried = [w for s in target.options for w in name_tokens(s.choice)]
         quantity = item.quantity if item.stated else target.quantity
@@ -800,30 +779,31 @@ class _Conversation:
         norm = self.norm
         ids = list(dict.fromkeys(pid for item in items for pid in item.product_ids))
         products = [self.product(pid) for pid in ids]
-        cats = self.categories_named()
+        cats = find_categories(self.idx, self.words)
+        options_text = None if products else texts.options_text(self.menu, self.words)
         if ph.asks_cart(norm) and not products:
-            self.show_cart()
+            self.say(texts.cart_text(self.cart))
         elif ph.asks_price(norm) and products:
-            self.say(" ".join(self.price_text(p, items) for p in products))
+            self.say(" ".join(self.price(p, items) for p in products))
         elif ph.diet_words(norm):
             # "any vegan options?" names no product, even with a "Vegan Brownie" on the menu.
             plain = [w for w in self.words if w not in _DIET_TOKENS]
             ids = [pid for item in parse_items(self.idx, plain) for pid in item.product_ids]
-            products = [self.product(pid) for pid in dict.fromkeys(ids)]
-            self.answer_diet(products, ph.diet_words(norm))
+            named = [self.product(pid) for pid in dict.fromkeys(ids)]
+            self.say(texts.diet_text(self.menu, named, ph.diet_words(norm)))
         elif (
             cats
             and (not products or all(p.category in cats for p in products))
             and (len(products) != 1 or ph.asks_menu(norm))
         ):
-            self.show_menu(cats)
-        elif not products and self.answer_options():
-            pass
+            self.say(texts.menu_text(self.menu, cats))
+        elif options_text:
+            self.say(options_text)
         elif ph.asks_menu(norm) or (ph.asks_price(norm) and not products):
-            self.show_menu([])
+            self.say(texts.menu_text(self.menu, []))
         elif products:
             ask = " Would you like one?" if any(p.available for p in products) else ""
-            self.say(" ".join(self.about(p) for p in products) + ask)
+            self.say(" ".join(texts.product_text(self.menu, p) for p in products) + ask)
         elif re.search(r"\b(?:do|have) you (?:have|got|sell|do|make)\b|\bis there\b", norm):
             self.fallback()
         else:
@@ -832,152 +812,8 @@ class _Conversation:
             self.state["topic"] = {"product_id": products[0].id, "words": items[0].words}
         return True
 
-    def answer_options(self) -> bool:
-        """ "what milks do you have?", "do you have almond milk?": options across the menu."""
-        words = set(self.words)
-        choices: dict[tuple[str, str], tuple[int, list[str]]] = {}
-        groups: dict[str, tuple[dict[str, int], list[str]]] = {}
-        for p in self.menu.products:
-            for g in p.options:
-                if yes_no(g):
-                    continue
-                for c in g.choices:
-                    if set(name_tokens(c.name)) - GLUE <= words:
-                        choices.setdefault((g.name, c.name), (c.price_delta, []))[1].append(p.name)
-                if set(name_tokens(g.name)) - GLUE & words:
-                    listed, names = groups.setdefault(g.name, ({}, []))
-                    for c in g.choices:
-                        listed.setdefault(c.name, c.price_delta)
-                    names.append(p.name)
-        if choices:
-            parts = [
-                f"Yes, {choice}"
-                + (f" (+{self.money(delta)})" if delta else "")
-                + f" is a {group} choice for {_some(names)}."
-                for (group, choice), (delta, names) in list(choices.items())[:3]
-            ]
-        elif groups:
-            parts = [
-                f"{group}: "
-                + ", ".join(n + (f" +{self.money(d)}" if d else "") for n, d in listed.items())
-                + f" (for {_some(names)})."
-                for group, (listed, names) in list(groups.items())[:3]
-            ]
-        else:
-            return False
-        self.say(" ".join(parts))
-        return True
-
-    def price_text(self, product: Product, items: list[ItemRequest]) -> str:
+    def price(self, product: Product, items: list[ItemRequest]) -> str:
         item = next((i for i in items if product.id in i.product_ids), None)
         options, _ = extract_options(self.idx, product, item.words if item else [])
-        if options:
-            unit = product.price
-            named = []
-            for o in options:
-                group = product.group(o["group"])
-                choice = group.choice(o["choice"]) if group else None
-                if choice:
-                    unit += choice.price_delta
-                    named.append(choice.name)
-            text = f"A {product.name} ({', '.join(named)}) is {self.money(unit)}."
-        else:
-            text, unit = self.about(product), product.price
-        if item and item.stated and item.quantity > 1 and product.available:
-            text += f" {item.quantity} would be {self.money(unit * item.quantity)}."
-        return text
-
-    def about(self, product: Product) -> str:
-        if not product.available:
-            return self.sold_out(product)
-        text = f"{product.name} is {self.money(product.price)}"
-        extras = []
-        for group in product.options:
-            priced = [
-                c.name + (f" +{self.money(c.price_delta)}" if c.price_delta else "")
-                for c in group.choices
-            ]
-            extras.append(f"{group.name}: {', '.join(priced)}")
-        if extras:
-            text += " (" + "; ".join(extras) + ")"
-        text += "."
-        if product.description:
-            text += f" {product.description}"
-        return text
-
-    def answer_diet(self, products: list[Product], wanted: list[str]) -> None:
-        def has(p: Product, tag: str) -> bool:
-            return tag in {t.replace(" ", "-") for t in p.tags}
-
-        if products:
-            parts = []
-            for p in products:
-                asked = [t for t in wanted if t.split("-")[0] not in p.name.lower()]
-                yes = [t for t in asked if has(p, t)]
-                no = [t for t in asked if not has(p, t)]
-                if yes:
-                    parts.append(f"Yes, the {p.name} is marked {' and '.join(yes)}.")
-                if no:
-                    parts.append(f"The {p.name} isn't marked {' or '.join(no)}.")
-            self.say(" ".join(parts))
-            return
-        for tag in wanted:
-            hits = [p for p in self.menu.products if has(p, tag) and p.available]
-            if hits:
-                listed = ", ".join(f"{p.name} ({self.money(p.price)})" for p in hits[:12])
-                self.say(f"Marked {tag}: {listed}.")
-            else:
-                self.say(
-                    f"Sorry, nothing on our menu is marked {tag}. Please ask the shop about "
-                    "ingredients if you have an allergy."
-                )
-
-    def categories_named(self) -> list[str]:
-        """Categories whose every main word is in the message ("teas" names "Tea & more")."""
-        words = set(self.words)
-        found = []
-        for cat, toks in self.idx.categories.items():
-            main = [t for t in toks if t not in GLUE and t not in _CATEGORY_FILLER]
-            if main and all(t in words for t in main):
-                found.append(cat)
-        return found
-
-    def show_menu(self, categories: list[str]) -> None:
-        products = [
-            p for p in self.menu.products if not categories or (p.category or "Other") in categories
-        ]
-        if not categories and len(products) > MENU_LIST_LIMIT:
-            counts = {c: 0 for c in self.menu.categories}
-            for p in products:
-                counts[p.category or "Other"] += 1
-            listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
-            self.say(f"We have {listed}. Which would you like to see?")
-            return
-        groups: dict[str, list[str]] = {}
-        for p in products[:60]:
-            label = f"{p.name} {self.money(p.price)}" + ("" if p.available else " (sold out)")
-            groups.setdefault(p.category or "Other", []).append(label)
-        body = " ".join(f"{cat}: {', '.join(names)}." for cat, names in groups.items())
-        self.say(f"{body} What would you like?")
-
-
-def _some(names: list[str], limit: int = 4) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def _or(items: list[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " or " + items[-1]
-
-
-def describe(line: Line) -> str:
-    """``2 x Mocha (Large, Oat, Whipped cream)``: yes/no choices read as their group's name."""
-    opts = []
-    for sel in line.options:
-        if sel.choice.casefold() == "yes":
-            opts.append(sel.group)
-        elif sel.choice.casefold() != "no":
-            opts.append(sel.choice)
-    return f"{line.quantity} x {line.name}" + (f" ({', '.join(opts)})" if opts else "")
+        quantity = item.quantity if item and item.stated else None
+        return texts.price_text(self.menu, product, options, quantity)

@@ -19,6 +19,7 @@ from server.chat.nlu import (
     tokenize,
 )
 from server.chat.offline import OfflineWaiter
+from server.chat.offline_text import describe, menu_text, options_text, price_text
 from server.orders.cart import Cart, add_item
 
 SIZE = OptionGroup("Size", (Choice("Small"), Choice("Medium", 50), Choice("Large", 100)))
@@ -513,3 +514,40 @@ def test_names_with_and_in_them(text: str, items: list[tuple[str, int]]) -> None
     idx = index_for(menu)
     found = parse_items(idx, idx.canon_all(tokenize(text)))
     assert [(i.product_ids[0], i.quantity) for i in found] == items
+
+
+# ---------------------------------------------------------------- what it says (pure)
+
+
+def test_describe_reads_yes_no_choices_as_the_group_name() -> None:
+    cart, line = add_item(
+        MENU, Cart("usd"), "mocha", 2, [{"group": "Whipped cream", "choice": "Yes"}]
+    )
+    assert describe(line) == "2 x Mocha (Whipped cream)"
+    _, line = add_item(MENU, cart, "mocha", 1)
+    assert describe(line) == "1 x Mocha"
+
+
+@pytest.mark.parametrize(
+    ("product_id", "options", "quantity", "expected"),
+    [
+        ("latte", [{"group": "Size", "choice": "Large"}], None, "A Latte (Large) is $5.50."),
+        ("espresso", [], 3, "Espresso is $3.00. 3 would be $9.00."),
+        ("muffin", [], 2, "Sorry, the Blueberry Muffin is sold out right now."),
+    ],
+)
+def test_price_text(
+    product_id: str, options: list[dict[str, str]], quantity: int | None, expected: str
+) -> None:
+    product = MENU.get(product_id)
+    assert product is not None
+    assert price_text(MENU, product, options, quantity).startswith(expected)
+
+
+def test_menu_text_by_category_and_options_across_the_menu() -> None:
+    assert menu_text(MENU, ["Tea"]) == "Tea: Green Tea $3.00, Black Tea $3.00. What would you like?"
+    assert options_text(MENU, ["burger"]) is None
+    assert (
+        options_text(MENU, ["soy"])
+        == "Yes, Soy (+$0.60) is a Milk choice for Latte, Iced Latte, Cappuccino."
+    )
