@@ -65,7 +65,7 @@ async def stripe_webhook(request: Request) -> Response:
             await _publish(request, result)
         except Exception:
             # The payment is committed; a redelivery would be a duplicate, so answering 500 would
-            # not help. The order keeps ``fulfilled_at`` empty, which the owner's list shows.
+            # not help. The order stays paid with ``fulfilled_at`` empty, which tells it apart.
             log.exception(
                 "fulfilment failed after commit", extra={**extra, "order_id": result.order_id}
             )
