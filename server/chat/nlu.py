@@ -36,7 +36,7 @@ GLUE = frozenset(
     "a an the of and or with in on to for de du la le au aux al alla di & + , ; / n".split()  # noqa: SIM905
 )
 SEPARATORS = frozenset([",", ";", "and", "&", "+", "plus", "also", "then", "/"])
-NEGATORS = frozenset(["no", "without", "hold", "minus", "skip"])
+NEGATORS = frozenset(["no", "not", "without", "hold", "minus", "skip"])
 
 # Everyday words never "corrected" into menu words ("make" is one typo away from "cake").
 COMMON = frozenset(
@@ -598,6 +598,14 @@ def _choices_in(
             for t in set(toks):
                 counts[t] += 1
     entries.sort(key=lambda e: -len(e[0]))
+    # Words naming a yes/no group ("with butter") are that group's, never another's choice.
+    flags = {
+        t
+        for g in product.options
+        if yes_no(g)
+        for t in name_tokens(g.name)
+        if t not in _NOT_A_CHOICE_HINT
+    }
     found: list[tuple[str, str]] = []
     other: list[str] = []
     i = 0
@@ -617,7 +625,9 @@ def _choices_in(
             sized = _size_word(product, words[i])
             if sized is not None and not _negated(words, i):
                 found.append(sized)
-            elif words[i] in idx.single_choices and not _negated(words, i):
+            elif (
+                words[i] in idx.single_choices and words[i] not in flags and not _negated(words, i)
+            ):
                 other.append(idx.single_choices[words[i]])
             i += 1
             continue

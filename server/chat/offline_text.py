@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from server.catalog.model import Menu, Product
 from server.catalog.money import format_amount
-from server.chat.nlu import GLUE, name_tokens, yes_no
+from server.chat.nlu import COMMON, GLUE, name_tokens, yes_no
 from server.orders.cart import Cart, Line
 
 MENU_LIST_LIMIT = 30  # above this many products, list categories instead
@@ -149,7 +149,8 @@ def options_text(menu: Menu, words: list[str]) -> str | None:
             if yes_no(g):
                 continue
             for c in g.choices:
-                if set(name_tokens(c.name)) - GLUE <= present:
+                toks = set(name_tokens(c.name)) - GLUE
+                if toks <= present and not toks <= COMMON:  # "everything" is not a bagel
                     choices.setdefault((g.name, c.name), (c.price_delta, []))[1].append(p.name)
             if set(name_tokens(g.name)) - GLUE & present:
                 listed, names = groups.setdefault(g.name, ({}, []))

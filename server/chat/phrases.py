@@ -148,7 +148,8 @@ _MENU = re.compile(
 )
 _CART = re.compile(
     r"\b(?:cart|basket)\b|\bmy order\b|\border so far\b|\bwhat (?:did|have) i (?:order|got|get)"
-    r"|\b(?:my|the) total\b|\bhow much do i owe\b|\bwhat do i owe\b|\bhow much is (?:it|that)\b"
+    r"|\b(?:my|the) total\b|\bhow much do i owe\b|\bwhat do i owe\b|"
+    r"\bhow much (?:is|does|will) (?:it|that|this|everything|all)\b"
 )
 _CLEAR = re.compile(
     r"\b(?:clear|empty|reset)\b.{0,12}\b(?:cart|basket|order)\b|\bstart (?:over|again)\b|"

@@ -551,3 +551,12 @@ def test_menu_text_by_category_and_options_across_the_menu() -> None:
         options_text(MENU, ["soy"])
         == "Yes, Soy (+$0.60) is a Milk choice for Latte, Iced Latte, Cappuccino."
     )
+
+
+async def test_corrections_with_not_and_totals() -> None:
+    chat = Chat()
+    await chat.say("a cappuccino, oat please")
+    await chat.say("sorry, almond not oat")
+    assert chat.lines() == ["1 x Cappuccino (Small, Almond)"]
+    reply = await chat.say("how much is everything?")
+    assert reply == "In your cart: 1 x Cappuccino (Small, Almond) $4.60. Subtotal: $4.60."
