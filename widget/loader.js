@@ -97,7 +97,6 @@ function preload() {
   if (frame) return;
   frame = document.createElement('iframe');
   frame.title = 'Chat';
-  frame.allow = 'clipboard-write';
   frame.src = host + '/embed/' + encodeURIComponent(shop) + '?lang=' + lang +
     '&origin=' + encodeURIComponent(location.origin);
   panel.appendChild(frame);
