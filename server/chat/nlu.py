@@ -526,16 +526,28 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
                 # "espresso x2", "lattes, 3 please"
                 qty, stated = after[0].value, True
                 post = post[after[0].end :]
+            # "two lattes: one large, one small": each number after the name starts a sub-item.
+            marks = [
+                n.start
+                for n in find_numbers(post)
+                if not n.article
+                and post[n.start] not in idx.single_choices
+                and any(_choiceish(idx, w) for w in post[n.end :])
+            ]
+            ends = [*marks[1:], len(post)] if marks else []
+            pieces = [post[x:y] for x, y in zip(marks, ends, strict=True)]
+            post = post[: marks[0]] if marks else post
             own = [w for j, w in enumerate(pre) if j not in used] + post
             items.append(
                 ItemRequest(m.product_ids, qty, own, stated=stated, by_choice=m.start == m.end)
             )
+            extras[len(items) - 1].extend(pieces)
     out: list[ItemRequest] = []
     for i, item in enumerate(items):
         subs: list[ItemRequest] = []
         for seg in extras.get(i, []):
             nums = [n for n in find_numbers(seg) if not n.article]
-            if nums and any(idx.choice_words.get(w) or w in _SIZE_WORDS for w in seg):
+            if nums and any(_choiceish(idx, w) for w in seg):
                 used = set(range(nums[0].start, nums[0].end))
                 rest = [w for j, w in enumerate(seg) if j not in used]
                 subs.append(
@@ -546,7 +558,7 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
             else:
                 item.words += seg
         taken = sum(s.quantity for s in subs)
-        has_own = any(idx.choice_words.get(w) or w in _SIZE_WORDS for w in item.words)
+        has_own = any(_choiceish(idx, w) for w in item.words)
         if subs and (item.quantity - taken < 0 or (item.quantity == taken and has_own)):
             out.append(item)  # "one latte with oat and one with soy": two lattes
         elif subs and item.quantity == taken:
@@ -556,6 +568,10 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
             out.append(item)
         out.extend(subs)
     return out
+
+
+def _choiceish(idx: MenuIndex, word: str) -> bool:
+    return word in idx.choice_words or word in _SIZE_WORDS
 
 
 def extract_options(

@@ -205,6 +205,14 @@ def _items(text: str) -> list[tuple[str, int, set[tuple[str, str]]]]:
         ("a mocha with whipped cream", [("mocha", 1, {("Whipped cream", "Yes")})]),
         ("a mocha without whipped cream", [("mocha", 1, {("Whipped cream", "No")})]),
         ("espresso x2", [("espresso", 2, set())]),
+        (
+            "two lattes: one large, one small",
+            [("latte", 1, {("Size", "Large")}), ("latte", 1, {("Size", "Small")})],
+        ),
+        (
+            "3 cappuccinos one with oat two with soy",
+            [("cappuccino", 1, {("Milk", "Oat")}), ("cappuccino", 2, {("Milk", "Soy")})],
+        ),
     ],
 )
 def test_items_with_quantities_and_options(
