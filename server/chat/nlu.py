@@ -470,18 +470,33 @@ def _split(words: list[str], mentions: list[Mention]) -> list[tuple[int, int]]:
     return segments
 
 
-def _quantity(idx: MenuIndex, words: list[str]) -> tuple[int, bool, set[int]]:
+def is_choice_number(idx: MenuIndex, pids: tuple[str, ...], words: list[str], j: int) -> bool:
+    """Is the number at ``words[j]`` a choice of these products rather than a count?
+
+    "a 40 cm margherita", "gyoza, 8 pieces", "a cola zero": yes. "8 gyozas", "lattes x2": no.
+    """
+    for pid in pids:
+        product = idx.menu.get(pid)
+        for g in product.options if product else ():
+            group_words = {singular(t) for t in name_tokens(g.name)}
+            for c in g.choices:
+                toks = name_tokens(c.name)
+                if not toks or toks[0] != words[j]:
+                    continue
+                rest = tuple(words[j + 1 : j + len(toks)])
+                after = words[j + len(toks)] if j + len(toks) < len(words) else ""
+                if len(toks) > 1 and rest == toks[1:]:
+                    return True
+                if len(toks) == 1 and (words[j].isalpha() or singular(after) in group_words):
+                    return True
+    return False
+
+
+def _quantity(
+    idx: MenuIndex, pids: tuple[str, ...], words: list[str]
+) -> tuple[int, bool, set[int]]:
     """The quantity written closest before an item, and the positions it used."""
-    numbers = [
-        n
-        for n in find_numbers(words)
-        if words[n.start] not in idx.single_choices  # "a cola zero": a choice, not a count
-        and not any(
-            toks[0] == words[n.start] and tuple(words[n.start : n.start + len(toks)]) == toks
-            for toks in idx.choice_owners
-            if len(toks) > 1
-        )  # "a 40 cm margherita": 40 is a size, not a quantity
-    ]
+    numbers = [n for n in find_numbers(words) if not is_choice_number(idx, pids, words, n.start)]
     if not numbers:
         return 1, False, set()
     n = numbers[-1]
@@ -520,8 +535,12 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
                 nums = find_numbers(post)
                 cut = nums[-1].start if nums else len(post)
                 post, cursor = post[:cut], m.end + cut
-            qty, stated, used = _quantity(idx, pre)
-            after = [n for n in find_numbers(post) if post[n.start] not in idx.single_choices]
+            qty, stated, used = _quantity(idx, m.product_ids, pre)
+            after = [
+                n
+                for n in find_numbers(post)
+                if not is_choice_number(idx, m.product_ids, post, n.start)
+            ]
             if not stated and after and after[0].start == 0 and not after[0].article:
                 # "espresso x2", "lattes, 3 please"
                 qty, stated = after[0].value, True
@@ -531,7 +550,7 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
                 n.start
                 for n in find_numbers(post)
                 if not n.article
-                and post[n.start] not in idx.single_choices
+                and not is_choice_number(idx, m.product_ids, post, n.start)
                 and any(_choiceish(idx, w) for w in post[n.end :])
             ]
             ends = [*marks[1:], len(post)] if marks else []
@@ -546,7 +565,11 @@ def parse_items(idx: MenuIndex, words: list[str]) -> list[ItemRequest]:
     for i, item in enumerate(items):
         subs: list[ItemRequest] = []
         for seg in extras.get(i, []):
-            nums = [n for n in find_numbers(seg) if not n.article]
+            nums = [
+                n
+                for n in find_numbers(seg)
+                if not n.article and not is_choice_number(idx, item.product_ids, seg, n.start)
+            ]
             if nums and any(_choiceish(idx, w) for w in seg):
                 used = set(range(nums[0].start, nums[0].end))
                 rest = [w for j, w in enumerate(seg) if j not in used]

@@ -568,3 +568,37 @@ async def test_corrections_with_not_and_totals() -> None:
     assert chat.lines() == ["1 x Cappuccino (Small, Almond)"]
     reply = await chat.say("how much is everything?")
     assert reply == "In your cart: 1 x Cappuccino (Small, Almond) $4.60. Subtotal: $4.60."
+
+
+@pytest.mark.parametrize(
+    ("text", "items"),
+    [
+        ("8 gyozas", [("gyoza", 8, set())]),
+        ("gyoza, 8 pieces", [("gyoza", 1, {("Pieces", "8")})]),
+        ("two 8 piece gyozas", [("gyoza", 2, {("Pieces", "8")})]),
+        ("a cola zero", [("cola", 1, {("Type", "Zero")})]),
+        ("3 colas", [("cola", 3, set())]),
+    ],
+)
+def test_numbers_that_are_choices(
+    text: str, items: list[tuple[str, int, set[tuple[str, str]]]]
+) -> None:
+    pieces = OptionGroup("Pieces", (Choice("5"), Choice("8", 250)))
+    kind = OptionGroup("Type", (Choice("Regular"), Choice("Zero")))
+    menu = Menu(
+        "shp_x",
+        "jpy",
+        1,
+        (
+            Product("gyoza", "Gyoza", 450, options=(pieces,)),
+            Product("cola", "Cola", 200, options=(kind,)),
+        ),
+    )
+    idx = index_for(menu)
+    found = []
+    for item in parse_items(idx, idx.canon_all(tokenize(text))):
+        product = menu.get(item.product_ids[0])
+        assert product is not None
+        options, _ = extract_options(idx, product, item.words, item.override)
+        found.append((product.id, item.quantity, {(o["group"], o["choice"]) for o in options}))
+    assert found == items
