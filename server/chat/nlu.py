@@ -197,7 +197,8 @@ def _allowed_typos(a: str, b: str) -> int:
     if longest <= 3:
         return 0
     if longest <= 4:
-        return 1 if sorted(a) == sorted(b) else 0  # a swapped pair only: "mlik"
+        # A swapped pair ("mlik") or one letter more at the end ("soya" for "soy").
+        return 1 if sorted(a) == sorted(b) or a[:-1] == b or b[:-1] == a else 0
     return 1 if longest <= 7 else 2
 
 
@@ -260,7 +261,7 @@ class MenuIndex:
         for word in sorted(vocab - GLUE):
             idx.lookup.setdefault(singular(word), word)
         for key in idx.lookup:
-            if len(key) >= 4:
+            if len(key) >= 3:
                 idx.buckets[key[0]].append(key)
         return idx
 

@@ -117,6 +117,7 @@ def test_a_and_an_are_weak_quantities() -> None:
         ("brownies", "brownie"),
         ("teas", "tea"),
         ("mlik", "milk"),
+        ("soya", "soy"),
         ("almnd", "almond"),
         ("olive", "olives"),
         # Everyday words are never "corrected" into menu words.
