@@ -422,7 +422,7 @@ class _Conversation:
             return True
         if (ph.asks_remove(norm) or self.leading_no(items)) and self.remove(items):
             return True
-        if (ph.asks_change(norm) or ph.asks_more(norm)) and self.change(items):
+        if (ph.asks_change(norm) or (ph.asks_more(norm) and not items)) and self.change(items):
             return True
         if checkout and not items:
             self.checkout()
@@ -661,13 +661,19 @@ class _Conversation:
             i for i in items if any(ln.product_id in i.product_ids for ln in self.cart.lines)
         ]
         strong = re.search(
-            r"\binstead\b|\bmake (?:it|that|this)\b|\bchange\b|\bswitch\b|\bi meant\b|^(?:no|nope)\b",
+            r"\binstead\b|\bmake (?:it|that|this)\b|\bchange\b|\bswitch\b|\bswap\b|"
+            r"\breplace\b|\bexchange\b|\bi meant\b|^(?:no|nope)\b",
             self.norm,
         )
         if items and not in_cart:
             if not strong or len(items) > 1 or self.shop.paused:
                 return False
             return self.replace_product(target, items[0])
+        new = [i for i in items if not any(i is c for c in in_cart)]
+        if strong and len(in_cart) == 1 and len(new) == 1 and not self.shop.paused:
+            # "swap the lattes for cappuccinos": the named line becomes the new product.
+            lines = [ln for ln in self.cart.lines if ln.product_id in in_cart[0].product_ids]
+            return self.replace_product(lines[-1], new[0])
         if in_cart:
             item = in_cart[-1]
             lines = [ln for ln in self.cart.lines if ln.product_id in item.product_ids]

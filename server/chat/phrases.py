@@ -156,11 +156,12 @@ _CLEAR = re.compile(
     r"\b(?:remove|delete|cancel|drop)\b.{0,6}\b(?:everything|all)\b|\bcancel (?:my|the) order\b"
 )
 _REMOVE = re.compile(
-    r"\b(?:remove|delete|drop|cancel|scratch|forget|nix)\b|\btake (?:off|out|away)\b|"
-    r"\bget rid\b|\b(?:don't|dont|do not) want\b|\bno more\b"
+    r"\b(?:remove|delete|drop|cancel|scratch|forget|nix)\b|\btake\b.{0,40}\b(?:off|out|away)\b|"
+    r"\bget rid\b|\b(?:don't|dont|do not) want\b|\bno more\b|\bout of (?:my|the) (?:order|cart)\b"
 )
 _CHANGE = re.compile(
     r"\binstead\b|\bmake\b|\b\w+ of (?:them|those|these)\b|\bchange\b|\bswitch\b|"
+    r"\bswap\b|\breplace\b|\bexchange\b|"
     r"\bi meant\b|^(?:no|nope|sorry|oops|wait|actually|oh|hmm)\b"
 )
 _MORE = re.compile(r"\b(?:one|two|three|four|five|\d+) more\b|\banother(?: one)?\b")
