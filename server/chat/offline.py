@@ -74,6 +74,12 @@ _DIET_TOKENS = frozenset(
     ]
 )
 _NOTE = re.compile(r"\b(?:note|request)s?\s*[:=]\s*", re.IGNORECASE)
+_NOT_A_THING = frozenset(
+    str.split(
+        "can could get have want like please give need i'd you me some any anything got sell "
+        "serve does there"
+    )
+)
 ASK_LIMIT = 6  # candidates named in a "which one?" question
 PENDING_LIMIT = 40  # candidates remembered for the answer
 CHUNK_WORDS = 6
@@ -499,19 +505,23 @@ class _Conversation:
             return False
         return True
 
-    def fallback(self) -> None:
+    def off_menu(self) -> None:
+        """ "a burger please", "do you have sandwiches?": not on the menu, say what is."""
         wanted = [
-            w for w in tokenize(self.turn.message) if w not in GLUE and len(w) > 2 and w.isalpha()
+            w
+            for w in tokenize(self.turn.message)
+            if w not in GLUE and len(w) > 2 and w.isalpha() and w not in _NOT_A_THING
         ]
-        stop = {"can", "could", "get", "have", "want", "like", "please", "give", "need", "i'd"}
-        wanted = [w for w in wanted if w not in stop and w not in ("you", "me", "some")]
+        thing = " ".join(wanted[-2:]) or "that"
+        cats = ", ".join(self.menu.categories[:6])
+        self.say(
+            f'Sorry, I couldn\'t find "{thing}" on our menu. We have {cats}. '
+            "Ask for the menu to see everything."
+        )
+
+    def fallback(self) -> None:
         if ph.has_order_cue(self.norm) or find_numbers(self.words):
-            thing = " ".join(wanted[-2:]) or "that"
-            cats = ", ".join(self.menu.categories[:6])
-            self.say(
-                f'Sorry, I couldn\'t find "{thing}" on our menu. We have {cats}. '
-                "Ask for the menu to see everything."
-            )
+            self.off_menu()
         elif ph.is_question(self.norm):
             self.say(
                 f"Sorry, I can only help with the menu and your order here; for anything else, "
@@ -804,14 +814,15 @@ class _Conversation:
         ):
             self.say(texts.menu_text(self.menu, cats))
         elif options_text:
-            self.say(options_text)
+            asked = re.search(r"\b(?:do|have) you (?:have|got|do)\b|\bis there\b|\bcan i\b", norm)
+            self.say(("Yes! " if asked else "") + options_text)
         elif ph.asks_menu(norm) or (ph.asks_price(norm) and not products):
             self.say(texts.menu_text(self.menu, []))
         elif products:
             ask = " Would you like one?" if any(p.available for p in products) else ""
             self.say(" ".join(texts.product_text(self.menu, p) for p in products) + ask)
         elif re.search(r"\b(?:do|have) you (?:have|got|sell|do|make)\b|\bis there\b", norm):
-            self.fallback()
+            self.off_menu()
         else:
             return False
         if len(products) == 1 and len(items) == 1:

@@ -106,8 +106,13 @@ def price_text(
     return text
 
 
+# A vegan product is also vegetarian and dairy-free, whatever else its tags say.
+_IMPLIED = {"vegetarian": {"vegan"}, "dairy-free": {"vegan"}}
+
+
 def _tagged(product: Product, tag: str) -> bool:
-    return tag in {t.replace(" ", "-") for t in product.tags}
+    tags = {t.replace(" ", "-") for t in product.tags}
+    return tag in tags or bool(_IMPLIED.get(tag, set()) & tags)
 
 
 def diet_text(menu: Menu, products: list[Product], wanted: list[str]) -> str:
@@ -159,7 +164,7 @@ def options_text(menu: Menu, words: list[str]) -> str | None:
                 names.append(p.name)
     if choices:
         parts = [
-            f"Yes, {choice}"
+            f"{choice}"
             + (f" (+{format_amount(delta, money)})" if delta else "")
             + f" is a {group} choice for {some(names)}."
             for (group, choice), (delta, names) in list(choices.items())[:3]

@@ -444,7 +444,10 @@ async def test_one_of_them_changes_only_one() -> None:
     ("question", "answer"),
     [
         ("what milks do you have?", "Milk: Whole, Skim, Oat +$0.60, Soy +$0.60, Almond +$0.60"),
-        ("do you have almond milk?", "Yes, Almond (+$0.60) is a Milk choice for Latte"),
+        ("do you have almond milk?", "Yes! Almond (+$0.60) is a Milk choice for Latte"),
+        ("how much extra is soy?", "Soy (+$0.60) is a Milk choice for Latte"),
+        ("do you have sandwiches?", 'Sorry, I couldn\'t find "sandwiches" on our menu.'),
+        ("anything dairy free?", "Marked dairy-free: Espresso ($3.00), Green Tea ($3.00)"),
         ("when do you open?", "please ask Bean There directly"),
         ("what teas do you have?", "Tea: Green Tea $3.00, Black Tea $3.00."),
     ],
@@ -558,7 +561,7 @@ def test_menu_text_by_category_and_options_across_the_menu() -> None:
     assert options_text(MENU, ["burger"]) is None
     assert (
         options_text(MENU, ["soy"])
-        == "Yes, Soy (+$0.60) is a Milk choice for Latte, Iced Latte, Cappuccino."
+        == "Soy (+$0.60) is a Milk choice for Latte, Iced Latte, Cappuccino."
     )
 
 
