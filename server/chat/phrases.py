@@ -13,24 +13,29 @@ import unicodedata
 
 # Each pattern is searched in the normalised message (lowercase, plain apostrophes, single
 # spaces, punctuation kept). Word boundaries keep "checkouts" or "undone" from matching.
-_CONFIRM = [
+# Statements that the order is complete: never as a question ("that's all?" is surprise).
+_DONE = [
     r"\bthat(?:'s| is| was) (?:all|it|everything)\b",
     r"\bthat(?:'ll| will) (?:be )?(?:all|it|everything|do)\b",
     r"\bthat(?:'s| is) (?:enough|plenty)\b",
+    r"\b(?:i'm|i am|we're|we are|all) (?:done|finished)\b",
+    r"\bnothing (?:else|more)\b",
+]
+# Requests to pay: as a question too ("can I check out?").
+_REQUEST = [
     r"\bcheck ?out\b",
     r"\bcheck me out\b",
     r"\b(?:place|submit|confirm|complete|finish|finalise|finalize|send) (?:the|my|our|this) order\b",
     r"\bplace (?:it|that)\b",
     r"\border (?:it|that|them|now)\b",
-    r"\b(?:i'm|i am|we're|we are|all) (?:done|finished)\b",
     r"\bready to (?:pay|check ?out)\b",
     r"\b(?:let's|let me|i'd like to|i want to|i wanna|can i|could i|may i|i'll) pay\b",
     r"\bpay now\b",
     r"\bproceed to (?:payment|pay|checkout|check out)\b",
-    r"\bnothing (?:else|more)\b",
     r"\btake my money\b",
 ]
-_CONFIRM_RE = [re.compile(p) for p in _CONFIRM]
+_DONE_RE = [re.compile(p) for p in _DONE]
+_REQUEST_RE = [re.compile(p) for p in _REQUEST]
 
 # Short messages that are a confirmation on their own: "done", "done, thanks".
 _SHORT_ALONE = re.compile(
@@ -78,15 +83,10 @@ def _clause_confirms(clause: str) -> bool:
         return False
     if _SHORT_ALONE.match(bare):
         return not question
-    for pattern in _CONFIRM_RE:
-        match = pattern.search(bare)
-        if not match:
-            continue
-        # "that's it?" / "that's all?" alone is surprise, not confirmation.
-        if question and match.start() == 0 and match.end() == len(bare):
-            return bare.startswith(("check", "place", "order"))
+    if any(p.search(bare) for p in _REQUEST_RE):
         return True
-    return False
+    # "that's all?", "that's all you have?": surprise or a question, not a confirmation.
+    return not question and any(p.search(bare) for p in _DONE_RE)
 
 
 def is_checkout_phrase(text: str) -> bool:

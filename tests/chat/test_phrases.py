@@ -64,6 +64,9 @@ NOT_CONFIRMS = [
     "hello",
     "I'm ready to order",
     "done?",
+    "that's all you have?",
+    "is that everything?",
+    "nothing else?",
 ]
 
 
