@@ -29,6 +29,7 @@ TENS = {
     "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
     "eighty": 80, "ninety": 90,
 }  # fmt: skip
+CANON_CACHE_SIZE = 20_000
 SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
 
 # Words that join the parts of a menu name or an order; a mention never starts or ends with one.
@@ -270,6 +271,8 @@ class MenuIndex:
         cached = self._cache.get(token)
         if cached is not None:
             return cached
+        if len(self._cache) > CANON_CACHE_SIZE:
+            self._cache.clear()  # whatever customers type must not grow memory forever
         self._cache[token] = result = self._canon(token)
         return result
 
