@@ -4,6 +4,12 @@ It reads each message with :mod:`server.chat.nlu` (numbers, fuzzy product names,
 changes the cart only through :mod:`server.orders.cart`, and asks rather than guesses when a
 product name is ambiguous or a required choice is missing. What it is waiting for (the pending
 question, the last line touched) lives in ``turn.state`` as plain JSON.
+
+A message is read in this order, first match wins: hostile (injection, named prices, other
+customers) -> the answer to our pending question -> a note -> clear the cart -> remove ->
+change the last line ("make it 3", "no, a small one", "a cappuccino instead") -> confirmation
+-> a question (price, dietary, category, options, menu) -> an order -> small talk -> "sorry".
+What it says about the menu is built by :mod:`server.chat.offline_text`.
 """
 
 from __future__ import annotations
