@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="run scripted conversations; prints how many order right")
     p.add_argument("--assistant", choices=("offline", "openai"), default="offline")
-    p.add_argument("--dir", type=Path, default=Path("examples/conversations"))
+    p.add_argument("--dir", type=Path, help="conversation files (default examples/conversations)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every transcript")
     p.set_defaults(func=cmd_eval)
     return parser

@@ -58,7 +58,7 @@ from server.chat.phrases import is_checkout_phrase
 from server.orders.cart import Cart, Line
 from server.orders.create import OrderDraftError, price_items
 
-DEFAULT_DIR = Path("examples/conversations")
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "examples" / "conversations"
 WaiterFactory = Callable[[], Waiter]
 ItemKey = tuple[str, frozenset[tuple[str, str]]]
 
@@ -341,7 +341,7 @@ async def _run_and_close(
 
 def run_eval(
     assistant: str = "offline",
-    directory: Path = DEFAULT_DIR,
+    directory: Path | None = None,
     *,
     verbose: bool = False,
     out: Any = None,
@@ -351,6 +351,7 @@ def run_eval(
     Returns the process exit code: 0 when all pass, 1 when any fails, 2 when it cannot run.
     """
     out = out or sys.stdout
+    directory = directory or DEFAULT_DIR
     client = None
     try:
         convs = load_conversations(directory)
@@ -373,7 +374,7 @@ def run_eval(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assistant", choices=("offline", "openai"), default="offline")
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="conversation files")
+    parser.add_argument("--dir", type=Path, default=None, help=f"default {DEFAULT_DIR}")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every transcript")
 
 
