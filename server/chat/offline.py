@@ -52,6 +52,7 @@ from server.orders.cart import (
     Line,
     add_item,
     remove_item,
+    resolve_options,
     update_item,
 )
 
@@ -385,6 +386,16 @@ class _Conversation:
             if not any(o["group"] == group.name for o in options):
                 return False
             item.override = item.override + words
+            chosen, _ = extract_options(self.idx, product, item.words, item.override)
+            try:
+                if self.missing_group(product, chosen) is None:  # else: the next question
+                    resolve_options(product, chosen)
+            except CartError as err:  # "pick at most 5": say so and ask again
+                self.state["pending"] = pending
+                self.say(
+                    f"Sorry, {str(err)[:1].lower()}{str(err)[1:]} {pending.get('question', '')}"
+                )
+                return True
             self.add_items([item, *queue])
             return True
         if kind == "remove":

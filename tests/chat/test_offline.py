@@ -606,3 +606,20 @@ def test_numbers_that_are_choices(
         options, _ = extract_options(idx, product, item.words, item.override)
         found.append((product.id, item.quantity, {(o["group"], o["choice"]) for o in options}))
     assert found == items
+
+
+async def test_an_answer_the_cart_refuses_gets_the_question_again() -> None:
+    toppings = OptionGroup(
+        "Toppings",
+        (Choice("Olives", 100), Choice("Ham", 150), Choice("Basil")),
+        min_choices=1,
+        max_choices=2,
+        has_default=False,
+    )
+    menu = Menu("shp_x", "usd", 1, (Product("byo", "Build Your Own", 750, options=(toppings,)),))
+    chat = Chat(menu)
+    await chat.say("a build your own")
+    reply = await chat.say("olives, ham and basil")
+    assert reply.startswith("Sorry, pick at most 2 Toppings") and chat.cart.empty
+    await chat.say("olives and basil")
+    assert chat.lines() == ["1 x Build Your Own (Olives, Basil)"]
