@@ -315,8 +315,9 @@ async function readEvents(res, on) {
         else if (field === 'data') data += (data ? '\n' : '') + value;
         else if (field === 'id') id = parseInt(value, 10) || 0;
       });
-      if (!data) return;
-      try { on(name, JSON.parse(data), id); } catch (e) { /* a malformed event is skipped */ }
+      var parsed;
+      try { parsed = JSON.parse(data); } catch (e) { return; } // a malformed event is skipped
+      if (parsed) on(name, parsed, id);
     });
   }
 }
@@ -396,12 +397,12 @@ async function post() {
   } catch (e) {
     return fail(navigator.onLine ? S[18] : S[16], resend);
   }
-  if (!res.ok) return httpFail(res, resend);
+  if (!res.ok) return httpFail(res, resend, true);
   await consume(res);
 }
 
-/** @param {Response} res @param {() => void} retry */
-async function httpFail(res, retry) {
+/** @param {Response} res @param {() => void} retry @param {boolean} [chat] a chat request (may name a lost thread) */
+async function httpFail(res, retry, chat) {
   /** @type {any} */
   var j = {};
   try { j = await res.json(); } catch (e) { /* not JSON */ }
@@ -409,7 +410,7 @@ async function httpFail(res, retry) {
     var wait = parseInt(res.headers.get('Retry-After') || '', 10) || j.retry_after || 10;
     return fail(S[17].replace('{n}', String(Math.ceil(wait))), retry, wait);
   }
-  if ((res.status === 401 || res.status === 403 || res.status === 404) && st.thread_id) {
+  if (chat && (res.status === 401 || res.status === 403 || res.status === 404) && st.thread_id) {
     // The stored conversation is gone (expired or unknown): start a fresh one.
     st = { seq: 0 };
     save();
@@ -516,6 +517,7 @@ function showStatus(o) {
 /** @type {EventSource|null} */ var orderEvents = null;
 /** @type {Window|null} */ var popup = null;
 var paying = false; // a payment window (or the link that replaces it) is open
+var popupTimer = 0;
 
 /**
  * Opens the payment window synchronously (inside the click), then asks for the checkout URL.
@@ -562,8 +564,9 @@ function watch() {
   };
   ['message', 'status', 'order'].forEach(function (n) { /** @type {EventSource} */ (orderEvents).addEventListener(n, /** @type {any} */ (on)); });
   // A closed popup proves nothing: ask the server once more.
-  var timer = setInterval(function () {
-    if (!st.pay || st.pay.final) clearInterval(timer);
+  clearInterval(popupTimer);
+  popupTimer = setInterval(function () {
+    if (!st.pay || st.pay.final) clearInterval(popupTimer);
     else if (popup && popup.closed) {
       popup = null;
       paying = false;
