@@ -79,7 +79,17 @@ def host_site(server_url: str, shop_id: str, attrs: str = "") -> Starlette:
     async def js(request: Request) -> Response:
         return Response(HOST_JS, media_type="text/javascript")
 
-    return Starlette(routes=[Route("/", index), Route("/hostile.css", css), Route("/host.js", js)])
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/hostile.css", css),
+            Route("/host.js", js),
+            Route("/favicon.ico", favicon),
+        ]
+    )
 
 
 def sse(events: list[Event], start: int = 1) -> bytes:

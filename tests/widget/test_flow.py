@@ -133,15 +133,20 @@ def test_order_and_pay_from_the_widget_on_another_origin(page: Page, live: Live)
     frame.locator(".sa-again").click()  # a new conversation in the same open panel
     frame.locator(".sa-form input:focus").wait_for()
     assert frame.locator(".sa-msg").all_inner_texts() == ["Hi! Coffee?"]
+    assert page.errors == []  # type: ignore[attr-defined]
 
 
 def test_hosted_page_on_a_phone_orders_and_pays(phone: Page, live: Live) -> None:
+    phone_errors: list[str] = []
+    phone.on("console", lambda m: phone_errors.append(m.text) if m.type == "error" else None)
+    phone.on("pageerror", lambda e: phone_errors.append(str(e)))
     phone.goto(f"{live.server.url}/s/{live.shop.slug}")
     root = phone.main_frame
     assert root.locator(".sa-bot").first.inner_text() == "Hi! Coffee?"
     order_two_items(root)
     card = checkout(root)
     pay_in_popup(phone, card)
+    assert [e for e in phone_errors if "Content Security Policy" in e or "Error" in e] == []
     box = phone.locator(".sa-form").bounding_box()
     assert box and box["y"] + box["height"] <= 844  # the input stays on screen
     shot(phone, "hosted-phone-confirmation")
