@@ -77,7 +77,7 @@ async def hand_off(
 
     def clone(session: Any) -> str:
         parent = session.get(models.Thread, req.thread_id)
-        return threads.clone_thread(session, parent).id
+        return threads.clone_thread(session, parent, cart.to_state()).id
 
     child_id = await runner.write_db(clone)
     await reply.event("handoff", {"role": "cashier", "thread_id": child_id})

@@ -63,7 +63,10 @@ def build_llm(settings: Settings, *, http_client: Any = None) -> LLM | None:
     if not settings.use_openai:
         return None
     client = http_client or httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout)
+        timeout=httpx.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout),
+        # httpx's default allows 100 connections: the 101st customer would wait for a free
+        # one. These are the SDK's own defaults.
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
     )
     return LLM(
         client=openai.AsyncOpenAI(

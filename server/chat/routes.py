@@ -6,17 +6,38 @@ before the reply starts, so a refused message never reaches the model.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from server import models
 from server.chat import threads
 from server.chat.runner import ChatRunner, TurnRequest
 from server.errors import AppError, Conflict, PayloadTooLarge, RateLimited
 from server.http import client_ip, read_json
-from server.shutdown import sse_response
+from server.shutdown import shutting_down
+
+
+def _event_stream(
+    request: Request, source: Callable[[asyncio.Event], AsyncIterator[dict[str, Any]]]
+) -> Response:
+    """An SSE response whose source watches the app's shutdown flag itself (cheaper per event
+    than a relay task): on shutdown it ends with a final retryable error event."""
+    settings = request.app.state.settings
+    return EventSourceResponse(
+        source(shutting_down(request.app)),
+        ping=settings.sse_ping_seconds,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # sse-starlette waits this long for that final event instead of cutting the stream.
+        shutdown_event=anyio.Event(),
+        shutdown_grace_period=max(0.5, float(settings.shutdown_grace_seconds) - 1.0),
+    )
 
 
 def get_runner(request: Request) -> ChatRunner:
@@ -64,93 +85,83 @@ async def send_message(request: Request) -> Response:
     token = _text(body, "thread_token")
     await _limit(request, f"chat:ip:{client_ip(request)}", settings.ip_rate_per_minute, "from here")
 
-    with db.read() as session:
-        from server.shops.service import get_shop
-
-        get_shop(session, shop_id)
-        thread = threads.find_thread(session, shop_id, thread_id, token) if thread_id else None
-        if thread is not None:
-            role, start_seq, count = thread.role, thread.last_seq, thread.message_count
-    if thread is not None:
-        await _limit(
-            request, f"chat:thread:{thread_id}", settings.thread_rate_per_minute, "in this chat"
-        )
-        if count + 2 > settings.max_thread_messages:
-            raise Conflict(
-                "This conversation is too long; please start a new one.", code="thread_full"
-            )
-
     runner = get_runner(request)
-    created_token = None
-    if thread is None:
-        created_token = threads.new_thread_token()
-        with db.write() as session:
-            new = threads.create_thread(session, shop_id, created_token, client_ip(request))
-            thread_id, role, start_seq = new.id, new.role, 0
-        # The first message counts toward the new thread's rate too.
-        await _limit(
-            request, f"chat:thread:{thread_id}", settings.thread_rate_per_minute, "in this chat"
+    known_usage = runner.known_usage(shop_id)
+    with db.read() as session:
+        ctx = threads.load_turn(
+            session, shop_id, thread_id or None, token, tokens_today=known_usage
         )
-    assert thread_id is not None
-    runner.reserve(thread_id)
+    if known_usage is None:
+        runner.note_usage(shop_id, ctx.tokens_today)
+    thread = ctx.thread
+    # Claimed right after the read, with no await between: a reply still running makes this
+    # 409, and a finished one has stored its events, so ``last_seq`` is current.
+    runner.reserve(thread.id)
     try:
-        user_message_id = None
-        if message:
-            with db.write() as session:
-                user_message_id = threads.add_message(session, thread_id, "user", message).id
-                threads.count_message(session, thread_id)
+        if not thread.new:
+            await _limit(
+                request, f"chat:thread:{thread.id}", settings.thread_rate_per_minute, "in this chat"
+            )
+            if thread.message_count + 2 > settings.max_thread_messages:
+                raise Conflict(
+                    "This conversation is too long; please start a new one.", code="thread_full"
+                )
     except BaseException:
-        runner.release(thread_id)
+        runner.release(thread.id)
         raise
+    created_token = threads.new_thread_token() if thread.new else None
     turn_log = runner.start(
         TurnRequest(
             shop_id=shop_id,
-            thread_id=thread_id,
-            role=role,
+            ctx=ctx,
             message=message,
             action=action,
-            start_seq=start_seq,
-            user_message_id=user_message_id,
+            client_ip=client_ip(request),
             created_token=created_token,
         )
     )
-    return sse_response(
+    if created_token is not None:
+        # The first message counts toward the new thread's rate too.
+        await request.app.state.limiter.hit(
+            f"chat:thread:{thread.id}", settings.thread_rate_per_minute, 60
+        )
+    return _event_stream(
         request,
-        runner.follow(thread_id, start_seq, turn_log=turn_log, token=created_token),
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        lambda stop: runner.follow(
+            thread.id, thread.last_seq, turn_log=turn_log, token=created_token, stop=stop
+        ),
     )
 
 
-def _find(request: Request, session: Any) -> Any:
+async def _find(request: Request) -> str:
+    """The thread id when the token opens it (NotFound otherwise). A thread whose first
+    message is still being stored is waited for."""
     token = request.headers.get("x-thread-token") or request.query_params.get("token")
-    return threads.find_thread(
-        session, request.path_params["shop_id"], request.path_params["thread_id"], token
-    )
+    shop_id, thread_id = request.path_params["shop_id"], request.path_params["thread_id"]
+    await get_runner(request).opened(thread_id)
+    with request.app.state.db.read() as session:
+        return str(threads.find_thread(session, shop_id, thread_id, token).id)
 
 
 async def get_thread(request: Request) -> Response:
     """``GET /api/chat/{shop_id}/threads/{thread_id}`` (``X-Thread-Token``)."""
+    thread_id = await _find(request)
     with request.app.state.db.read() as session:
-        view = threads.thread_view(session, _find(request, session))
+        view = threads.thread_view(session, session.get(models.Thread, thread_id))
     return JSONResponse(view, headers={"Cache-Control": "no-store"})
 
 
 async def thread_events(request: Request) -> Response:
     """``GET .../threads/{thread_id}/events``: replay after ``Last-Event-ID`` (or ``?after=``),
     then follow the running reply live."""
-    with request.app.state.db.read() as session:
-        thread_id = _find(request, session).id
+    thread_id = await _find(request)
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
     try:
         after = max(0, int(raw))
     except ValueError:
         raise AppError("Last-Event-ID / after must be a whole number.") from None
     runner = get_runner(request)
-    return sse_response(
-        request,
-        runner.follow(thread_id, after),
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return _event_stream(request, lambda stop: runner.follow(thread_id, after, stop=stop))
 
 
 routes: list[BaseRoute] = [

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ log = logging.getLogger("shop_assist.chat")
 T = TypeVar("T")
 
 FLUSH_SECONDS = 0.1
+USAGE_TTL = 10.0
 FALLBACK_NOTICE = "Our assistant is having trouble; continuing in simple mode."
 BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
 
@@ -45,16 +47,22 @@ def offline_waiter() -> Any:
 
 @dataclass
 class TurnRequest:
-    """What the route checked and stored before the reply starts."""
+    """What the route checked and read before the reply starts."""
 
     shop_id: str
-    thread_id: str
-    role: str
+    ctx: threads.TurnContext
     message: str
     action: str | None
-    start_seq: int
-    user_message_id: int | None = None
-    created_token: str | None = None
+    client_ip: str = ""
+    created_token: str | None = None  # set when this message opens a new thread
+
+    @property
+    def thread_id(self) -> str:
+        return self.ctx.thread.id
+
+    @property
+    def role(self) -> str:
+        return self.ctx.thread.role
 
 
 @dataclass
@@ -84,6 +92,15 @@ class ChatRunner:
         self.active: dict[str, TurnLog] = {}
         self._reserved: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # One writer thread: SQLite has one writer anyway, and queued writes never contend
+        # for its lock (the busy handler sleeps); writes also stay in submission order.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-db")
+        self._dirty: dict[str, TurnLog] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._opening: dict[str, asyncio.Future[int | None]] = {}
+        # Tokens each shop spent today, re-read from the database every USAGE_TTL seconds
+        # (other workers count too); the budget is a daily cap, not an exact meter.
+        self._usage: dict[str, tuple[float, str, int]] = {}
 
     # ------------------------------------------------------------ starting a turn
 
@@ -97,8 +114,13 @@ class ChatRunner:
         self._reserved.discard(thread_id)
 
     def start(self, req: TurnRequest) -> TurnLog:
-        """Register the turn and start its task; the ``thread`` event is its first event."""
-        turn_log = TurnLog(req.thread_id, req.start_seq)
+        """Queue the customer's message for storage (creating the thread when new) and start
+        the reply at once: the model call does not wait for that write, and the writer thread
+        stores it before any event of the turn (it runs writes in order)."""
+        opening = asyncio.get_running_loop().run_in_executor(self._writer, self._open_turn, req)
+        self._opening[req.thread_id] = opening
+        opening.add_done_callback(lambda _: self._opening.pop(req.thread_id, None))
+        turn_log = TurnLog(req.thread_id, req.ctx.thread.last_seq)
         self.active[req.thread_id] = turn_log
         self._reserved.discard(req.thread_id)
         task = asyncio.get_running_loop().create_task(self._run(req, turn_log), name="chat-turn")
@@ -117,33 +139,92 @@ class ChatRunner:
             task.cancel()
         if late:
             await asyncio.gather(*late, return_exceptions=True)
+        await self.flush_all()
+
+    def _open_turn(self, req: TurnRequest) -> int | None:
+        with self.db.write() as session:
+            return threads.open_turn(
+                session,
+                req.shop_id,
+                req.thread_id,
+                new_token=req.created_token,
+                client_ip=req.client_ip,
+                message=req.message,
+            )
+
+    async def opened(self, thread_id: str) -> None:
+        """Wait until the thread's newest message (and the thread, when new) is stored."""
+        opening = self._opening.get(thread_id)
+        if opening is not None:
+            await asyncio.shield(opening)
+
+    def known_usage(self, shop_id: str) -> int | None:
+        """Today's tokens of the shop when read recently, else None (read it)."""
+        cached = self._usage.get(shop_id)
+        if cached and cached[0] > time.monotonic() and cached[1] == threads.today():
+            return cached[2]
+        return None
+
+    def note_usage(self, shop_id: str, tokens: int, *, added: bool = False) -> None:
+        cached = self._usage.get(shop_id)
+        if added:
+            if cached and cached[1] == threads.today():
+                self._usage[shop_id] = (cached[0], cached[1], cached[2] + tokens)
+            return
+        if len(self._usage) > 10_000:
+            self._usage.clear()
+        self._usage[shop_id] = (time.monotonic() + USAGE_TTL, threads.today(), tokens)
 
     # ------------------------------------------------------------ events
 
     async def emit(self, turn_log: TurnLog, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Number, publish and queue for storage one event of a running turn."""
         record = {"seq": turn_log.last_seq + 1, "event": event, "data": data}
         turn_log.events.append(record)
         turn_log.pending.append(record)
         await self.bus.publish(f"thread:{turn_log.thread_id}", record)
-        if event != "delta" or time.monotonic() - turn_log.last_flush >= FLUSH_SECONDS:
-            await self.flush(turn_log)
+        self._dirty[turn_log.thread_id] = turn_log
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
         return record
 
-    async def flush(self, turn_log: TurnLog) -> None:
-        if not turn_log.pending:
-            return
-        batch, turn_log.pending = turn_log.pending, []
-        turn_log.last_flush = time.monotonic()
-        await self.write_db(lambda s: threads.store_events(s, turn_log.thread_id, batch))
+    def take_pending(self, turn_log: TurnLog) -> list[dict[str, Any]]:
+        """The turn's events not stored yet (the caller stores them)."""
+        self._dirty.pop(turn_log.thread_id, None)
+        pending, turn_log.pending = turn_log.pending, []
+        return pending
+
+    async def flush_all(self) -> None:
+        """Store the queued events of every running reply in one transaction."""
+        rows = [(log.thread_id, e) for log in self._dirty.values() for e in log.pending]
+        for log in self._dirty.values():
+            log.pending = []
+        self._dirty.clear()
+        if rows:
+            await self.write_db(lambda s: threads.insert_events(s, rows))
+
+    async def _flush_loop(self) -> None:
+        """Every FLUSH_SECONDS while replies run: a batch of ~100 ms of everyone's events."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_SECONDS)
+                try:
+                    await self.flush_all()
+                except Exception:
+                    log.exception("could not store chat events")
+                if not self._dirty and not self.active:
+                    return
+        finally:
+            self._flusher = None
 
     async def write_db(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(session)`` in one short write transaction, off the event loop."""
+        """Run ``fn(session)`` in one short write transaction on the writer thread."""
 
         def run() -> T:
             with self.db.write() as session:
                 return fn(session)
 
-        return await asyncio.to_thread(run)
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
     async def read_db(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(session)`` in a read transaction, off the event loop."""
@@ -157,7 +238,7 @@ class ChatRunner:
     # ------------------------------------------------------------ the turn
 
     async def _run(self, req: TurnRequest, turn_log: TurnLog) -> None:
-        reply = _Reply(self, turn_log)
+        reply = _Reply(self, turn_log, req.shop_id)
         try:
             await self.emit(turn_log, "thread", {"thread_id": req.thread_id, "role": req.role})
             await self._turn(req, reply)
@@ -166,15 +247,9 @@ class ChatRunner:
             raise
         except Exception:
             log.exception("chat turn failed", extra={"thread_id": req.thread_id})
-            try:
-                await reply.store([req.thread_id], complete=False)
-            finally:
+            if not reply.closed:
                 await reply.fail("internal", "Something went wrong; please try again.")
         finally:
-            try:
-                await self.flush(turn_log)
-            except Exception:
-                log.exception("could not store chat events", extra={"thread_id": req.thread_id})
             turn_log.finished.set()
             if self.active.get(req.thread_id) is turn_log:
                 del self.active[req.thread_id]
@@ -182,23 +257,21 @@ class ChatRunner:
     def _store_now(self, turn_log: TurnLog, reply: _Reply) -> None:
         """Cancelled (shutdown): keep what was said, synchronously, before the loop goes."""
         try:
+            pending = self.take_pending(turn_log)
+            unsaved = "".join(reply.parts[reply.stored_parts :])
             with self.db.write() as session:
-                threads.store_events(session, turn_log.thread_id, turn_log.pending)
-                unsaved = "".join(reply.parts[reply.stored_parts :])
+                threads.store_events(session, turn_log.thread_id, pending)
+                for op in reply.deferred:
+                    op(session)
                 if unsaved:
                     threads.add_message(
                         session, turn_log.thread_id, "assistant", unsaved, complete=False
                     )
-            turn_log.pending = []
         except Exception:
             log.exception("could not store a cancelled reply")
 
     async def _turn(self, req: TurnRequest, reply: _Reply) -> None:
-        ctx = await self.read_db(
-            lambda s: threads.load_context(
-                s, req.shop_id, req.thread_id, drop_last_user=req.user_message_id is not None
-            )
-        )
+        ctx = req.ctx
         if ctx.menu is None:
             await reply.say("This shop has no menu yet, so it cannot take orders.")
             await reply.finish([req.thread_id])
@@ -240,23 +313,20 @@ class ChatRunner:
         ):
             checkout = await reply.run_with_fallback(turn, use_llm)
             checkout = None if checkout is None else (checkout or confirmed)
-        await self.write_db(
-            lambda s: threads.save_thread_state(
-                s, req.thread_id, cart=turn.cart.to_state(), state=turn.state
-            )
+        cart_state, state = turn.cart.to_state(), turn.state
+        reply.defer(
+            lambda s: threads.save_thread_state(s, req.thread_id, cart=cart_state, state=state)
         )
-        if checkout is None:  # the model failed mid-reply: partial text kept, error sent
-            await reply.store([req.thread_id], complete=False)
-            await self._count_usage(req.shop_id, reply)
+        if checkout is None:  # the model failed mid-reply: partial text and cart kept
+            await reply.fail("upstream_error", reply.failure)
             return
-        await reply.store([req.thread_id])
         if checkout:
+            await reply.store([req.thread_id])  # the Cashier's copy includes this reply
             history = [
                 *ctx.history,
                 *([{"role": "user", "content": req.message}] if req.message else []),
             ]
             await handoff.hand_off(self, reply, req, ctx, turn.cart, history, use_llm)
-        await self._count_usage(req.shop_id, reply)
         await reply.finish([req.thread_id])
 
     def follow(
@@ -266,30 +336,35 @@ class ChatRunner:
         *,
         turn_log: TurnLog | None = None,
         token: str | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """SSE events of the thread after ``after`` (see :mod:`server.chat.stream`)."""
         from server.chat.stream import follow
 
-        return follow(self, thread_id, after, turn_log=turn_log, token=token)
-
-    async def _count_usage(self, shop_id: str, reply: _Reply) -> None:
-        if reply.tokens:
-            n, reply.tokens = reply.tokens, 0
-            await self.write_db(lambda s: threads.add_usage(s, shop_id, threads.today(), n))
+        return follow(self, thread_id, after, turn_log=turn_log, token=token, stop=stop)
 
 
 class _Reply:
     """The assistant's side of one turn: text so far, and helpers that emit events."""
 
-    def __init__(self, runner: ChatRunner, turn_log: TurnLog) -> None:
+    def __init__(self, runner: ChatRunner, turn_log: TurnLog, shop_id: str = "") -> None:
         self.runner = runner
         self.log = turn_log
+        self.shop_id = shop_id
         self.parts: list[str] = []
         self.text = False
         self.cart_changed = False
         self.stored_parts = 0
         self.message_id: int | None = None
         self.tokens = 0
+        self.closed = False
+        self.failure = ""
+        # Writes that wait for the end of the turn (cart, assistant memory): they go in the
+        # same transaction as the reply and its last event.
+        self.deferred: list[Callable[[Any], None]] = []
+
+    def defer(self, op: Callable[[Any], None]) -> None:
+        self.deferred.append(op)
 
     async def say(self, text: str) -> None:
         if text:
@@ -300,34 +375,66 @@ class _Reply:
     async def event(self, name: str, data: dict[str, Any]) -> None:
         await self.runner.emit(self.log, name, data)
 
-    async def store(self, thread_ids: list[str], *, complete: bool = True) -> int | None:
-        """Store the text said since the last call as one assistant message in each thread."""
+    def _unsaved(self) -> str:
         text = "".join(self.parts[self.stored_parts :])
         self.stored_parts = len(self.parts)
-        if not text:
-            return self.message_id
+        return text
 
-        def write(session: Any) -> int | None:
-            ids = []
-            for thread_id in thread_ids:
-                ids.append(
-                    threads.add_message(session, thread_id, "assistant", text, complete=complete).id
-                )
-                threads.count_message(session, thread_id)
-            return ids[0]
+    def _save_message(self, session: Any, thread_ids: list[str], text: str, complete: bool) -> None:
+        ids = []
+        for thread_id in thread_ids:
+            message = threads.add_message(session, thread_id, "assistant", text, complete=complete)
+            threads.count_message(session, thread_id)
+            ids.append(message.id)
+        self.message_id = ids[0]
 
-        self.message_id = await self.runner.write_db(write)
+    async def store(self, thread_ids: list[str], *, complete: bool = True) -> int | None:
+        """Store the text said since the last call as one assistant message in each thread."""
+        text = self._unsaved()
+        await self.runner.opened(self.log.thread_id)
+        if text:
+            await self.runner.write_db(lambda s: self._save_message(s, thread_ids, text, complete))
         return self.message_id
+
+    async def _close(self, event: str, data: Any, thread_ids: list[str], complete: bool) -> None:
+        """One transaction: the rest of the reply, the deferred writes, the tokens spent and
+        every event not stored yet with the last one; then the last event goes out."""
+        text = self._unsaved()
+        ops, self.deferred = self.deferred, []
+        tokens, self.tokens = self.tokens, 0
+        pending = self.runner.take_pending(self.log)
+        seq = self.log.last_seq + 1
+        shop_id, thread_id = self.shop_id, self.log.thread_id
+        self.closed = True
+
+        def write(session: Any) -> dict[str, Any]:
+            if text:
+                self._save_message(session, thread_ids, text, complete)
+            for op in ops:
+                op(session)
+            if tokens and shop_id:
+                threads.add_usage(session, shop_id, threads.today(), tokens)
+            payload = data(self.message_id) if callable(data) else data
+            record = {"seq": seq, "event": event, "data": payload}
+            threads.store_events(session, thread_id, [*pending, record])
+            return record
+
+        await self.runner.opened(thread_id)
+        record = await self.runner.write_db(write)
+        if tokens:
+            self.runner.note_usage(shop_id, tokens, added=True)
+        # Stored before it is sent: whoever sees ``done`` finds the reply in the database.
+        self.log.events.append(record)
+        await self.runner.bus.publish(f"thread:{thread_id}", record)
 
     async def finish(self, thread_ids: list[str]) -> None:
         """Store what is left and send ``done``."""
-        await self.store(thread_ids)
-        await self.event("done", {"message_id": self.message_id})
+        await self._close("done", lambda mid: {"message_id": mid}, thread_ids, True)
 
     async def fail(self, code: str, message: str, retryable: bool = True) -> None:
-        await self.runner.emit(
-            self.log, "error", {"code": code, "message": message, "retryable": retryable}
-        )
+        """End the turn with an ``error``; the partial reply and the cart are kept."""
+        data = {"code": code, "message": message, "retryable": retryable}
+        await self._close("error", data, [self.log.thread_id], False)
 
     async def run_waiter(self, waiter: Any, turn: Turn) -> bool:
         """Relay the waiter's events; True when it asked for the Cashier."""
@@ -358,8 +465,8 @@ class _Reply:
         except LLMUnavailable as err:
             if self.text or self.cart_changed:
                 # Part of the answer is out (or the cart changed, which a second assistant
-                # would repeat): keep it and the cart, end cleanly.
-                await self.fail("upstream_error", f"{err} Please send your message again.")
+                # would repeat): the turn ends with an error, keeping both.
+                self.failure = f"{err} Please send your message again."
                 return None
             await self.event("notice", {"text": FALLBACK_NOTICE})
             return await self.run_waiter(offline_waiter(), turn)

@@ -8,6 +8,7 @@ filling any gap from memory or the database. It ends at the running turn's ``don
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from sqlmodel import col, select
 from server import models
 from server.chat import threads
 from server.events import MemoryBus
+from server.shutdown import final_event
 
 if TYPE_CHECKING:
     from server.chat.runner import ChatRunner, TurnLog
@@ -38,8 +40,11 @@ async def follow(
     *,
     turn_log: TurnLog | None = None,
     token: str | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """SSE events after ``after``: stored, then buffered, then live until the turn ends."""
+    """SSE events after ``after``: stored, then buffered, then live until the turn ends.
+    When ``stop`` is set (the server is shutting down) the stream ends with a final
+    retryable ``error`` event, so the client resumes elsewhere with its last id."""
     async with runner.bus.subscribe(f"thread:{thread_id}") as sub:
         running = turn_log or runner.active.get(thread_id)
         stored = await runner.read_db(lambda s: threads.events_after(s, thread_id, after))
@@ -68,8 +73,15 @@ async def follow(
             # restart). Say so instead of waiting for events that will never come.
             ended = interrupted = True
         idle_since = time.monotonic()
+        queue = getattr(sub, "queue", None)  # the in-process bus: skip a timer per event
         while not ended:
-            msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
+            if stop is not None and stop.is_set():
+                yield final_event()
+                return
+            if queue is not None and not queue.empty():
+                msg = queue.get_nowait()
+            else:
+                msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
             if msg is None:
                 # Quiet: catch up from memory or the database (another worker's turn, a
                 # bus reconnect), and stop when that turn is over or long silent.

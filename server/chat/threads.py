@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
 from sqlmodel import Session, select
 
 from server import models
@@ -27,24 +27,32 @@ THREAD_NOT_FOUND = "No such conversation."
 # ---------------------------------------------------------------- commands
 
 
-def create_thread(session: Session, shop_id: str, token: str, client_ip: str = "") -> models.Thread:
+def create_thread(
+    session: Session, shop_id: str, token: str, client_ip: str = "", *, thread_id: str = ""
+) -> models.Thread:
     thread = models.Thread(
-        id=new_id("thr"), shop_id=shop_id, token_hash=hash_token(token), client_ip=client_ip[:64]
+        id=thread_id or new_id("thr"),
+        shop_id=shop_id,
+        token_hash=hash_token(token),
+        client_ip=client_ip[:64],
     )
     session.add(thread)
     session.flush()
     return thread
 
 
-def clone_thread(session: Session, parent: models.Thread) -> models.Thread:
-    """The Cashier's copy: role ``cashier``, linked to ``parent``, same token, same messages."""
+def clone_thread(
+    session: Session, parent: models.Thread, cart: dict[str, Any] | None = None
+) -> models.Thread:
+    """The Cashier's copy: role ``cashier``, linked to ``parent``, same token, same messages,
+    and ``cart`` (the live cart of the turn) or the parent's stored one."""
     child = models.Thread(
         id=new_id("thr"),
         shop_id=parent.shop_id,
         token_hash=parent.token_hash,
         role="cashier",
         parent_id=parent.id,
-        cart=dict(parent.cart),
+        cart=dict(cart if cart is not None else parent.cart),
         client_ip=parent.client_ip,
         message_count=parent.message_count,
     )
@@ -88,21 +96,58 @@ def count_message(session: Session, thread_id: str) -> None:
     )
 
 
+def insert_events(session: Session, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Append ``(thread_id, {seq, event, data})`` rows of any number of threads (one bulk
+    insert: deltas of every running reply are stored together)."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(
+        insert(models.ThreadEvent),
+        [
+            {
+                "thread_id": thread_id,
+                "seq": e["seq"],
+                "event": e["event"],
+                "data": e["data"],
+                "created_at": now,
+            }
+            for thread_id, e in rows
+        ],
+    )
+
+
 def store_events(session: Session, thread_id: str, events: list[dict[str, Any]]) -> None:
     """Append ``[{seq, event, data}]`` to the thread's log and advance ``last_seq``."""
     if not events:
         return
-    for e in events:
-        session.add(
-            models.ThreadEvent(thread_id=thread_id, seq=e["seq"], event=e["event"], data=e["data"])
-        )
-    session.flush()
+    insert_events(session, [(thread_id, e) for e in events])
     last = max(e["seq"] for e in events)
     session.execute(
         update(models.Thread)
-        .where(models.Thread.id == thread_id, models.Thread.last_seq < last)
+        .where(models.Thread.id == thread_id, models.Thread.last_seq < last)  # type: ignore[arg-type]
         .values(last_seq=last)
     )
+
+
+def open_turn(
+    session: Session,
+    shop_id: str,
+    thread_id: str,
+    *,
+    new_token: str | None,
+    client_ip: str,
+    message: str,
+) -> int | None:
+    """Store the customer's message, creating the thread first when ``new_token`` is given
+    (a new thread, with the id the turn already uses). Returns the message id."""
+    if new_token is not None:
+        create_thread(session, shop_id, new_token, client_ip, thread_id=thread_id)
+    if not message:
+        return None
+    message_id = add_message(session, thread_id, "user", message).id
+    count_message(session, thread_id)
+    return message_id
 
 
 def save_thread_state(
@@ -124,17 +169,18 @@ def save_thread_state(
 
 
 def add_usage(session: Session, shop_id: str, day: str, tokens: int) -> None:
-    """Count model tokens against the shop's day (the write scope begins IMMEDIATE on SQLite)."""
-    row = session.exec(
-        select(models.ShopUsage).where(
-            models.ShopUsage.shop_id == shop_id, models.ShopUsage.day == day
-        )
-    ).first()
-    if row is None:
-        session.add(models.ShopUsage(shop_id=shop_id, day=day, tokens=tokens))
+    """Count model tokens against the shop's day: one upsert, safe between workers."""
+    values = {"shop_id": shop_id, "day": day, "tokens": tokens}
+    table = models.ShopUsage.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
     else:
-        row.tokens += tokens
-        session.add(row)
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    stmt = upsert(table).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["shop_id", "day"], set_={"tokens": table.c.tokens + stmt.excluded.tokens}
+    )
+    session.execute(stmt)
 
 
 # ---------------------------------------------------------------- queries
@@ -238,18 +284,21 @@ def today() -> str:
 
 @dataclass(frozen=True)
 class ThreadInfo:
-    """A thread as read at the start of a turn (plain values, no session attached)."""
+    """A thread as read before a turn (plain values, no session attached)."""
 
     id: str
     role: str
     parent_id: str | None
     order_id: str | None
     state: dict[str, Any]
+    last_seq: int = 0
+    message_count: int = 0
+    new: bool = False
 
 
 @dataclass
 class TurnContext:
-    """What a turn reads before it starts (one short read transaction)."""
+    """What a turn needs, read in one short transaction before it starts."""
 
     shop: ShopContext
     menu: Menu | None
@@ -259,29 +308,43 @@ class TurnContext:
     tokens_today: int
 
 
-def load_context(
-    session: Session, shop_id: str, thread_id: str, *, drop_last_user: bool = False
+def load_turn(
+    session: Session,
+    shop_id: str,
+    thread_id: str | None,
+    token: str | None,
+    *,
+    tokens_today: int | None = None,
 ) -> TurnContext:
-    """The shop, its live menu, the thread, its cart, the history before this turn (without
-    this turn's own message when ``drop_last_user``) and the shop's tokens spent today."""
+    """The shop, its live menu, the thread (NotFound without the right token; a new one, not
+    stored yet, when ``thread_id`` is None), its cart and history, and today's tokens (read
+    unless the caller knows them)."""
     from server.catalog.service import load_menu
     from server.shops.service import get_shop
 
     shop = get_shop(session, shop_id)
-    thread = session.get(models.Thread, thread_id)
-    if thread is None:
-        raise NotFound(THREAD_NOT_FOUND)
     menu = load_menu(session, shop_id)
-    rows = history(session, thread_id, limit=60)
-    if drop_last_user and rows and rows[-1]["role"] == "user":
-        rows = rows[:-1]
+    currency = menu.currency if menu else shop.currency
+    if thread_id is None:
+        info = ThreadInfo(new_id("thr"), "waiter", None, None, {}, new=True)
+        cart, rows = Cart(currency=currency), []
+    else:
+        thread = find_thread(session, shop_id, thread_id, token)
+        info = ThreadInfo(
+            thread.id,
+            thread.role,
+            thread.parent_id,
+            thread.order_id,
+            dict(thread.state or {}),
+            thread.last_seq,
+            thread.message_count,
+        )
+        cart, rows = Cart.from_state(thread.cart, currency), history(session, thread.id, limit=60)
     return TurnContext(
         shop=shop_context(shop),
         menu=menu,
-        thread=ThreadInfo(
-            thread.id, thread.role, thread.parent_id, thread.order_id, dict(thread.state or {})
-        ),
-        cart=Cart.from_state(thread.cart, menu.currency if menu else shop.currency),
+        thread=info,
+        cart=cart,
         history=rows,
-        tokens_today=usage_on(session, shop_id, today()),
+        tokens_today=usage_on(session, shop_id, today()) if tokens_today is None else tokens_today,
     )

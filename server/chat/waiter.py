@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from functools import cache
 from pathlib import Path
@@ -96,8 +97,15 @@ def cart_lines(cart: Cart) -> list[str]:
     return lines
 
 
-def waiter_system_prompt(shop: ShopContext, menu: Menu, cart: Cart) -> str:
-    """The system prompt: rules, the menu (whole when small, categories when large), the cart."""
+_MENU_TEXT: dict[int, tuple[weakref.ref[Menu], list[str], str]] = {}
+
+
+def _menu_text(menu: Menu) -> tuple[list[str], str]:
+    """The menu's prompt lines and category summary, computed once per menu (menus are
+    immutable and shared from the catalog cache)."""
+    cached = _MENU_TEXT.get(id(menu))
+    if cached is not None and cached[0]() is menu:
+        return cached[1], cached[2]
     full = len(menu.products) <= FULL_MENU_MAX_PRODUCTS
     counts: dict[str, int] = {}
     for p in menu.products:
@@ -108,14 +116,24 @@ def waiter_system_prompt(shop: ShopContext, menu: Menu, cart: Cart) -> str:
             *cats[:MAX_CATEGORIES_IN_PROMPT],
             f"... and {len(cats) - MAX_CATEGORIES_IN_PROMPT} more",
         ]
+    lines = [product_line(p, menu.currency) for p in menu.products] if full else []
+    if len(_MENU_TEXT) > 256:
+        _MENU_TEXT.clear()
+    _MENU_TEXT[id(menu)] = (weakref.ref(menu), lines, "; ".join(cats))
+    return lines, "; ".join(cats)
+
+
+def waiter_system_prompt(shop: ShopContext, menu: Menu, cart: Cart) -> str:
+    """The system prompt: rules, the menu (whole when small, categories when large), the cart."""
+    lines, categories = _menu_text(menu)
     return render_prompt(
         "waiter",
         shop=shop,
         currency=menu.currency.upper(),
-        full_menu=full,
-        menu_lines=[product_line(p, menu.currency) for p in menu.products] if full else [],
+        full_menu=len(menu.products) <= FULL_MENU_MAX_PRODUCTS,
+        menu_lines=lines,
         product_count=len(menu.products),
-        categories="; ".join(cats),
+        categories=categories,
         cart_lines=cart_lines(cart),
         subtotal=format_amount(cart.subtotal, cart.currency),
     )

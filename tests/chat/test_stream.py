@@ -14,7 +14,7 @@ from server import models
 from server.app import create_app
 from server.chat import threads
 from server.chat.runner import BUDGET_NOTICE, FALLBACK_NOTICE
-from tests.chat.helpers import get_events, post_chat
+from tests.chat.helpers import get_events, parse_sse, post_chat
 from tests.fakes.fake_openai import Reply, ToolCall
 
 LARGE_OAT = [{"group": "Size", "choice": "Large"}, {"group": "Milk", "choice": "Oat"}]
@@ -273,3 +273,23 @@ def test_stopping_the_server_keeps_the_reply_in_progress(
     assert (reply[0] == words) is complete
     assert "".join(e["data"]["text"] for e in stored if e["event"] == "delta") == reply[0]
     assert (stored[-1]["event"] == "done") is complete
+
+
+def test_an_open_stream_ends_with_a_retryable_event_when_the_server_stops(
+    llm_app: Starlette, serve: Any, shop: models.Shop, fake_openai: Any
+) -> None:
+    from server.shutdown import begin_shutdown
+
+    fake_openai.add_text(" ".join(f"w{i}" for i in range(40)), delay=0.05)
+    base = serve(llm_app)
+    with (
+        httpx.Client(timeout=20) as client,
+        client.stream("POST", f"{base}/api/chat/{shop.id}", json={"message": "go"}) as response,
+    ):
+        lines = response.iter_lines()
+        head = parse_sse(lines, stop_after=3)
+        begin_shutdown(llm_app)  # what the watcher does when uvicorn gets SIGTERM
+        tail = parse_sse(lines, to_end=True)
+    assert head[0].event == "thread" and tail[-1].event == "error"
+    assert tail[-1].id is None and tail[-1].data["code"] == "shutdown"
+    assert tail[-1].data["retryable"] is True
