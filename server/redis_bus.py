@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -37,9 +38,26 @@ from server.ratelimit import MemoryRateLimiter
 log = logging.getLogger("shop_assist.redis")
 
 DEFAULT_PREFIX = "sa:"
+# Commands from hundreds of concurrent streams queue for one of these connections (redis-py's
+# default pool refuses the 101st concurrent command with "Too many connections").
+POOL_CONNECTIONS = 32
+POOL_WAIT_SECONDS = 5.0
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 # How long subscribe() waits for Redis to confirm, so a publish right after is not missed.
 SUBSCRIBE_CONFIRM_SECONDS = 2.0
+
+
+def _pooled_client(url: str, **kwargs: Any) -> Redis:
+    """A client whose commands wait for a free pooled connection instead of failing."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        **kwargs,
+    )
+    return Redis(connection_pool=pool)
 
 
 class _Resync:
@@ -89,12 +107,8 @@ class RedisBus:
             return
         self._loop = loop
         # Publishers retry once on a broken connection; the reader handles its own reconnects.
-        self._publisher = Redis.from_url(
-            self.url,
-            decode_responses=True,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
-            socket_connect_timeout=2,
-            socket_timeout=5,
+        self._publisher = _pooled_client(
+            self.url, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1), socket_timeout=5
         )
         self._subscriber = Redis.from_url(
             self.url,
@@ -274,6 +288,7 @@ return total
 """
 
 TOKEN_KEY_TTL_SECONDS = 3 * 86_400
+RETRY_REDIS_AFTER_SECONDS = 1.0
 
 
 class RedisRateLimiter:
@@ -283,6 +298,7 @@ class RedisRateLimiter:
         self.url = url
         self.prefix = prefix
         self.fallback = MemoryRateLimiter()
+        self._down_until = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
 
@@ -290,23 +306,27 @@ class RedisRateLimiter:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._redis is None:
             self._loop = loop
-            self._redis = Redis.from_url(
-                self.url,
-                decode_responses=True,
-                retry=Retry(NoBackoff(), 1),
-                socket_connect_timeout=1,
-                socket_timeout=2,
-            )
+            self._redis = _pooled_client(self.url, retry=Retry(NoBackoff(), 1), socket_timeout=2)
         return self._redis
+
+    def _redis_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        # Skip Redis for a moment, so an outage does not add a connect timeout to every request.
+        self._down_until = time.monotonic() + RETRY_REDIS_AFTER_SECONDS
+        log.warning("rate limits fall back to this process for now (redis: %s)", exc)
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
         """Count one hit; ``None`` when allowed, else whole seconds until the window resets."""
+        if self._redis_down():
+            return await self.fallback.hit(key, limit, window_seconds)
         try:
             count, ttl_ms = await self._client().eval(
                 _HIT_SCRIPT, 1, f"{self.prefix}rl:{key}", str(window_seconds * 1000)
             )
         except (*_LINK_ERRORS, RedisError) as exc:
-            log.warning("rate limit falls back to this process (redis: %s)", exc)
+            self._failed(exc)
             return await self.fallback.hit(key, limit, window_seconds)
         if int(count) <= limit:
             return None
@@ -314,6 +334,8 @@ class RedisRateLimiter:
 
     async def add_tokens(self, shop_id: str, day: str, n: int) -> int:
         """Add ``n`` LLM tokens to a shop's count for ``day`` (``YYYY-MM-DD``); the new total."""
+        if self._redis_down():
+            return await self.fallback.add_tokens(shop_id, day, n)
         try:
             total = await self._client().eval(
                 _ADD_TOKENS_SCRIPT,
@@ -323,7 +345,7 @@ class RedisRateLimiter:
                 str(TOKEN_KEY_TTL_SECONDS),
             )
         except (*_LINK_ERRORS, RedisError) as exc:
-            log.warning("token budget falls back to this process (redis: %s)", exc)
+            self._failed(exc)
             return await self.fallback.add_tokens(shop_id, day, n)
         return int(total)
 

@@ -79,6 +79,22 @@ async def test_leaving_a_subscription_stops_delivery(bus: EventBus) -> None:
     assert sub.queue.empty()  # type: ignore[attr-defined]
 
 
+async def test_hundreds_of_concurrent_streams_in_one_process(bus: EventBus) -> None:
+    """Like 300 customers' streams in one worker: each gets its own messages, none dropped."""
+
+    async def stream(i: int) -> list[int]:
+        async with bus.subscribe(f"thread:{i}") as sub:
+            got = []
+            for k in range(3):
+                await bus.publish(f"thread:{i}", {"k": k})
+                message = await sub.get(timeout=10)
+                got.append(message["k"] if message else -1)
+            return got
+
+    results = await asyncio.gather(*(stream(i) for i in range(300)))
+    assert results == [[0, 1, 2]] * 300
+
+
 def test_make_bus_picks_redis_only_when_configured() -> None:
     assert isinstance(make_bus(""), MemoryBus)
     from server.redis_bus import RedisBus
