@@ -459,3 +459,13 @@ def test_money_is_shown_in_the_shops_currency(
     say(frame, "cake")
     summary = frame.locator(".sa-cart summary").inner_text()
     assert summary.replace("\u00a0", " ").replace("\u202f", " ").endswith(" · " + shown)
+
+
+def test_a_paused_shop_says_so_and_takes_no_messages(
+    page: Page, make_site: Callable[..., Site], make_shop: MakeShop
+) -> None:
+    site = make_site(scripted=True, for_shop=make_shop(paused=True))
+    frame = open_chat(page, site)
+    frame.locator(".sa-note", has_text="not taking orders right now").wait_for()
+    assert frame.locator(".sa-form input").is_disabled()
+    assert site.chat.requests == []
