@@ -47,6 +47,16 @@ def shop(make_shop: MakeShop) -> Shop:
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+MEASURED_SIZES: dict[str, int] = {}  # filled by the size test, shown in the run's summary
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MEASURED_SIZES:
+        terminalreporter.section("widget sizes (gzip, as served)")
+        for name, size in MEASURED_SIZES.items():
+            terminalreporter.write_line(f"{name:<20} {size:>6} B")
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

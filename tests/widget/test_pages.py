@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from server.models import Shop
 from server.shops.pages import minify_css, minify_js, safe_origins
 from tests.conftest import LiveServer
-from tests.widget.conftest import MakeShop
+from tests.widget.conftest import MEASURED_SIZES, MakeShop
 
 LOADER_BUDGET = 3 * 1024
 FIRST_OPEN_BUDGET = 16 * 1024
@@ -188,8 +188,8 @@ def test_size_budgets_gzip_as_served(
         "chat.css": wire_size(server, css_url),
     }
     total = sum(sizes.values())
-    for name, size in sizes.items():
+    MEASURED_SIZES.update({**sizes, "first open total": total})
+    for name, size in MEASURED_SIZES.items():
         print(f"widget size (gzip): {name:<18} {size:>6} B")
-    print(f"widget size (gzip): {'first open total':<18} {total:>6} B")
     assert sizes["loader /widget.js"] <= LOADER_BUDGET
     assert total <= FIRST_OPEN_BUDGET
