@@ -23,6 +23,7 @@ from tests.perf._support import (
     free_port,
     peak_rss_mb,
     percentile,
+    postgres_admin_url,
     settings_env,
     uvicorn_args,
 )
@@ -171,6 +172,7 @@ def run() -> list[dict[str, Any]]:
             )
             app_mem = peak_rss_mb(app.pid)
         ours = summary(app_load)
+        scale_rows = scale_out(upstream_url, tmp)
 
     note_fail = (
         f"; {len(app_load.failures)} failed: {app_load.failures[0]}" if app_load.failures else ""
@@ -212,4 +214,66 @@ def run() -> list[dict[str, Any]]:
             "unit": "MB RSS",
             "note": "one uvicorn worker, peak resident set (VmHWM)",
         },
+        *scale_rows,
+    ]
+
+
+def redis_reachable() -> str | None:
+    import os
+
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return None
+    return url
+
+
+def scale_out(upstream_url: str, tmp: str) -> list[dict[str, Any]]:
+    """The same burst on PostgreSQL + Redis: two uvicorn workers against one."""
+    redis_url = redis_reachable()
+    if redis_url is None or postgres_admin_url() is None:
+        return [
+            {
+                "benchmark": "chat: 2 workers on PostgreSQL + Redis",
+                "value": "skipped",
+                "unit": "",
+                "baseline": "",
+                "note": "needs PostgreSQL (TEST_DATABASE_URL) and Redis (TEST_REDIS_URL)",
+            }
+        ]
+    results = {}
+    with database("postgres") as url:
+        settings = bench_settings(
+            url,
+            tmp,
+            assistant="openai",
+            openai_base_url=upstream_url,
+            openai_api_key="sk-bench",
+            redis_url=redis_url,
+        )
+        db = Database(url)
+        shop_id, _ = seed_shop(db)
+        db.dispose()
+        for workers in (1, 2):
+            port = free_port()
+            args = [*uvicorn_args("server.app:app_from_env", port), "--workers", str(workers)]
+            with Subprocess(args, port, env=settings_env(settings), health="/healthz") as app:
+                load = measure(f"{app.url}/api/chat/{shop_id}", [{"message": MESSAGE}] * CUSTOMERS)
+            results[workers] = (summary(load), len(load.failures))
+    (one, f1), (two, f2) = results[1], results[2]
+    return [
+        {
+            "benchmark": "chat: replies/s, 2 workers on PostgreSQL + Redis",
+            "value": round(two["rps"], 1),
+            "baseline": round(one["rps"], 1),
+            "unit": "replies/s",
+            "note": (
+                f"baseline: 1 worker, same setup; {two['ok']}/{CUSTOMERS} and {one['ok']}/{CUSTOMERS} "
+                f"complete, {f2 + f1} failed; TTFB p50 {two['p50']:.0f} vs {one['p50']:.0f} ms "
+                f"(2 cores shared with the client and the fake upstream)"
+            ),
+        }
     ]
