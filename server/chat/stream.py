@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 TERMINAL = ("done", "error")
 FOLLOW_POLL_SECONDS = 1.0
+GAP_WAITS = 20
+GAP_WAIT_SECONDS = 0.1
 INTERRUPTED = {
     "code": "interrupted",
     "message": "The reply was interrupted; please send your message again.",
@@ -72,59 +74,87 @@ async def follow(
             # One process and no turn running in it: the last turn was cut short (a
             # restart). Say so instead of waiting for events that will never come.
             ended = interrupted = True
+
+        async def since(seq: int) -> list[dict[str, Any]]:
+            """Events after ``seq`` from the running turn, or else from the database."""
+            if running is not None:
+                return [e for e in running.events if e["seq"] > seq]
+            return await runner.read_db(lambda s: threads.events_after(s, thread_id, seq))
+
+        # The in-process bus hands us its queue: one timer per follower puts a tick in it
+        # every poll interval, instead of a timeout (a task and a timer) per event.
+        queue = getattr(sub, "queue", None)
+        ticker = _Ticker(queue) if queue is not None and not ended else None
         idle_since = time.monotonic()
-        queue = getattr(sub, "queue", None)  # the in-process bus: skip a timer per event
-        while not ended:
-            if stop is not None and stop.is_set():
-                yield final_event()
-                return
-            if queue is not None and not queue.empty():
-                msg = queue.get_nowait()
-            else:
-                msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
-            if msg is None:
-                # Quiet: catch up from memory or the database (another worker's turn, a
-                # bus reconnect), and stop when that turn is over or long silent.
-                pending = (
-                    running.events
-                    if running
-                    else await runner.read_db(
-                        lambda s, last=last: threads.events_after(s, thread_id, last)
-                    )
-                )
-                for e in pending:
-                    if e["seq"] > last:
+        try:
+            while not ended:
+                if stop is not None and stop.is_set():
+                    yield final_event()
+                    return
+                if queue is not None:
+                    msg = await queue.get()
+                    msg = None if msg is _TICK else msg
+                else:
+                    msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
+                if msg is None:
+                    # Quiet: catch up from memory or the database (another worker's turn, a
+                    # bus reconnect), and stop when that turn is over or long silent.
+                    for e in await since(last):
                         yield _sse(e, token)
                         last = e["seq"]
                         idle_since = time.monotonic()
                         ended = ended or e["event"] in TERMINAL
-                if running is not None and running.finished.is_set():
-                    ended = True
-                if not ended and time.monotonic() - idle_since > runner.settings.llm_timeout * 2:
-                    ended = interrupted = True
-                continue
-            seq = int(msg.get("seq", 0))
-            if seq <= last:
-                continue
-            if seq > last + 1:  # a gap: fill it from memory or the database
-                gap = (
-                    running.events
-                    if running
-                    else await runner.read_db(
-                        lambda s, last=last: threads.events_after(s, thread_id, last)
-                    )
-                )
-                for e in gap:
-                    if last < e["seq"] < seq:
+                    if running is not None and running.finished.is_set():
+                        ended = True
+                    if (
+                        not ended
+                        and time.monotonic() - idle_since > runner.settings.llm_timeout * 2
+                    ):
+                        ended = interrupted = True
+                    continue
+                seq = int(msg.get("seq", 0))
+                if seq <= last:
+                    continue
+                if seq > last + 1:
+                    # A gap (another worker's turn, not stored yet when we read): wait for
+                    # its next batch rather than skip events.
+                    for _ in range(GAP_WAITS):
+                        gap = [e for e in await since(last) if e["seq"] < seq]
+                        if len(gap) >= seq - last - 1:
+                            break
+                        await asyncio.sleep(GAP_WAIT_SECONDS)
+                    for e in gap:
                         yield _sse(e, token)
                         last = e["seq"]
-            yield _sse(msg, token)
-            last = seq
-            idle_since = time.monotonic()
-            ended = msg.get("event") in TERMINAL
+                yield _sse(msg, token)
+                last = seq
+                idle_since = time.monotonic()
+                ended = msg.get("event") in TERMINAL
+        finally:
+            if ticker is not None:
+                ticker.cancel()
         if interrupted:
             # No id: the client keeps its last real one.
             yield {"event": "error", "data": json.dumps(INTERRUPTED)}
+
+
+_TICK = object()
+
+
+class _Ticker:
+    """Puts a tick in ``queue`` every FOLLOW_POLL_SECONDS until cancelled."""
+
+    def __init__(self, queue: asyncio.Queue[Any]) -> None:
+        self.queue = queue
+        self.loop = asyncio.get_running_loop()
+        self.handle = self.loop.call_later(FOLLOW_POLL_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        self.queue.put_nowait(_TICK)
+        self.handle = self.loop.call_later(FOLLOW_POLL_SECONDS, self._tick)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 def _last_event_name(session: Any, thread_id: str) -> str | None:

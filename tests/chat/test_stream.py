@@ -246,7 +246,8 @@ def test_a_reply_cut_short_by_a_restart_replays_then_says_so(
     assert get_events(base, shop.id, tid, token, last_event_id=2).events[-1].data["retryable"]
 
 
-@pytest.mark.parametrize(("grace", "complete"), [(0, False), (10, True)])
+# With no grace the reply (10 s long) is cut; with 30 s it (1 s long) finishes.
+@pytest.mark.parametrize(("grace", "n_words", "complete"), [(0, 200, False), (30, 20, True)])
 def test_stopping_the_server_keeps_the_reply_in_progress(
     llm_settings: Any,
     db: Any,
@@ -254,9 +255,10 @@ def test_stopping_the_server_keeps_the_reply_in_progress(
     shop: models.Shop,
     fake_openai: Any,
     grace: int,
+    n_words: int,
     complete: bool,
 ) -> None:
-    words = " ".join(f"w{i}" for i in range(20))
+    words = " ".join(f"w{i}" for i in range(n_words))
     fake_openai.add_text(words, delay=0.05)
     server = live_server(create_app(llm_settings.with_(shutdown_grace_seconds=grace), db=db))
     head = post_chat(server.url, shop.id, message="go", stop_after=3)
