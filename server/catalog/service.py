@@ -96,6 +96,8 @@ def set_product_available(
 ) -> Product:
     """Mark a product of the live version available or sold out. NotFound when it is not in
     the live catalog."""
+    # Lock the shop row and re-read it: two toggles at once must give two revisions.
+    session.refresh(shop, with_for_update=True)
     catalog = _catalog_row(session, shop.id, shop.live_catalog_version)
     row = None
     if catalog is not None:

@@ -122,7 +122,10 @@ def check_password_login(
     """Check a password sign-in and record the attempt (failure count, lockout). Returns the
     outcome instead of raising, so the caller's transaction commits the failure count."""
     now = now or utcnow()
-    owner = session.exec(select(Owner).where(Owner.email == normalize_email(email))).first()
+    # FOR UPDATE: parallel wrong guesses (several workers, PostgreSQL) each add one failure.
+    owner = session.exec(
+        select(Owner).where(Owner.email == normalize_email(email)).with_for_update()
+    ).first()
     if owner is None:
         verify_password(None, password)
         return LoginOutcome(None, WRONG_CREDENTIALS)

@@ -122,3 +122,64 @@ def test_fifty_concurrent_writers_on_sqlite(db: Database, settings: Settings) ->
     assert sum(n for n, _ in threads.values()) == updates  # no lost update
     for tid in thread_ids:
         assert seqs[tid] == list(range(1, threads[tid][1] + 1))
+
+
+def run_together(n: int, fn: Any) -> list[BaseException]:
+    """``fn(i)`` from ``n`` threads released at once; the exceptions they raised."""
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            fn(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    return errors
+
+
+def test_parallel_wrong_passwords_each_count_toward_the_lockout(
+    db: Database, settings: Settings
+) -> None:
+    from server.owners.auth import check_password_login
+    from server.owners.service import create_owner
+
+    with db.write() as s:
+        create_owner(s, "ana@example.com", "correct horse battery")
+    lenient = settings.with_(login_max_failures=100)
+
+    def guess(i: int) -> None:
+        with db.write() as s:
+            check_password_login(s, lenient, "ana@example.com", f"wrong guess {i}")
+
+    assert run_together(6, guess) == []
+    with db.read() as s:
+        assert s.exec(select(models.Owner.failed_logins)).one() == 6
+
+
+def test_parallel_sold_out_toggles_each_bump_the_menu_revision(
+    db: Database, settings: Settings
+) -> None:
+    from server.catalog.service import set_product_available
+
+    shop_id, _ = seed_shop(db)
+    products = ["espresso", "americano", "latte", "cappuccino"]
+    with db.read() as s:
+        before = s.get(models.Shop, shop_id).menu_revision or 0  # type: ignore[union-attr]
+
+    def sold_out(i: int) -> None:
+        with db.write() as s:
+            shop = s.get(models.Shop, shop_id)
+            assert shop is not None
+            set_product_available(s, shop, products[i], False)
+
+    assert run_together(len(products), sold_out) == []
+    with db.read() as s:
+        # Each change gets its own revision, so no worker caches a menu under a reused key.
+        assert s.get(models.Shop, shop_id).menu_revision == before + len(products)  # type: ignore[union-attr]
