@@ -183,3 +183,18 @@ def test_parallel_sold_out_toggles_each_bump_the_menu_revision(
     with db.read() as s:
         # Each change gets its own revision, so no worker caches a menu under a reused key.
         assert s.get(models.Shop, shop_id).menu_revision == before + len(products)  # type: ignore[union-attr]
+
+
+def test_parallel_token_counts_add_up(db: Database) -> None:
+    """Replies finishing at once in several workers each add their tokens to the shop's day."""
+    from server.chat.threads import add_usage, usage_on
+
+    shop_id, _ = seed_shop(db)
+
+    def spend(i: int) -> None:
+        with db.write() as s:
+            add_usage(s, shop_id, "2026-01-01", 10)
+
+    assert run_together(12, spend) == []
+    with db.read() as s:
+        assert usage_on(s, shop_id, "2026-01-01") == 120
