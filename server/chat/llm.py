@@ -59,21 +59,20 @@ class LLM:
 def build_llm(settings: Settings, *, http_client: Any = None) -> LLM | None:
     """The OpenAI-backed client when the settings ask for it, else ``None`` (offline).
 
-    ``http_client`` lets tests inject an ``httpx.AsyncClient`` (respx sees it)."""
+    ``http_client`` lets tests inject an ``httpx.AsyncClient`` (respx sees it). Otherwise the
+    SDK's own httpx2 client is used: its connection pool stays cheap with hundreds of open
+    streams, where httpcore's scans every connection for every request."""
     if not settings.use_openai:
         return None
-    client = http_client or httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout),
-        # httpx's default allows 100 connections: the 101st customer would wait for a free
-        # one. These are the SDK's own defaults.
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-    )
+    # Applied to every request (the SDK overrides the HTTP client's own timeout with it).
+    timeout = httpx2.Timeout(settings.llm_timeout, connect=settings.llm_connect_timeout)
+    client = http_client or openai.DefaultAsyncHttpx2Client(timeout=timeout)
     return LLM(
         client=openai.AsyncOpenAI(
             api_key=settings.openai_api_key or "not-needed",  # local servers take any key
             base_url=settings.openai_base_url or None,
             max_retries=settings.llm_max_retries,
-            timeout=settings.llm_timeout,
+            timeout=timeout,
             http_client=client,
         ),
         model=settings.openai_model,

@@ -290,3 +290,12 @@ async def test_respx_timeout_raises_unavailable(settings: Settings) -> None:
     llm, s = _respx_llm(settings)
     with pytest.raises(LLMUnavailable, match="too long"):
         await collect(OpenAIWaiter(llm, s), make_turn())
+
+
+def test_timeouts_connect_5_s_reply_60_s_and_two_retries(settings: Settings) -> None:
+    llm = build_llm(settings.with_(assistant="openai", openai_api_key="sk-test"))
+    assert llm is not None
+    timeout = llm.client.timeout
+    assert (timeout.connect, timeout.read) == (5.0, 60.0)  # type: ignore[union-attr]
+    assert llm.client.max_retries == 2
+    assert build_llm(settings) is None  # offline: no client at all
