@@ -32,7 +32,10 @@ class Subscription(Protocol):
         catches up on anything published during the gap."""
         ...
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        """Messages as they come. Over Redis the iteration ends after a reconnect (messages may
+        have been missed): end the stream there, so the client reconnects and re-reads."""
+        ...
 
 
 class _QueueSubscription:

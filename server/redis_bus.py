@@ -4,8 +4,8 @@
 subscriber connection and fans messages out to its local subscriptions, so a thousand open
 streams cost one Redis connection, not a thousand. When Redis goes away the reader reconnects
 with backoff and resubscribes every channel; subscriptions learn about the gap (``get()`` returns
-``None`` early and ``sub.reconnects`` grows) so a stream can re-read the database, which stays
-the truth. A publish that fails is retried once, then logged and dropped: the row it announces
+``None`` early, ``async for`` ends, ``sub.reconnects`` grows) so a stream can re-read the
+database, which stays the truth. A publish that fails is retried once, then logged and dropped: the row it announces
 is already committed.
 
 :class:`RedisRateLimiter` counts fixed windows with one atomic Lua script (INCR + PEXPIRE + PTTL)
@@ -76,10 +76,14 @@ class RedisSubscription(_QueueSubscription):
         return None if isinstance(message, _Resync) else message
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        """Messages until a gap: iteration ends after Redis reconnected, because messages may
+        be missing. A stream built on ``async for`` then ends and its browser reconnects and
+        re-reads the database (``get()`` users see ``None`` instead)."""
         while True:
             message = await self.queue.get()
-            if not isinstance(message, _Resync):
-                yield message
+            if isinstance(message, _Resync):
+                return
+            yield message
 
 
 class RedisBus:

@@ -72,6 +72,31 @@ async def test_subscriber_survives_a_redis_restart(redis_proc: RedisProcess) -> 
         await listener.close()
 
 
+async def test_iteration_ends_after_a_gap_so_the_stream_can_restart(
+    redis_proc: RedisProcess,
+) -> None:
+    """A dashboard-style ``async for`` stream ends on reconnect: its browser reconnects and
+    re-reads the order list instead of silently missing what was published meanwhile."""
+    bus = RedisBus(redis_proc.url)
+    try:
+        async with bus.subscribe("shop:s1") as sub:
+            await bus.publish("shop:s1", {"type": "order_paid"})
+            seen = []
+
+            async def consume() -> None:
+                async for message in sub:
+                    seen.append(message)
+                    if len(seen) == 1:
+                        redis_proc.stop()
+                        redis_proc.start()
+
+            await asyncio.wait_for(consume(), timeout=15)
+        assert seen == [{"type": "order_paid"}]
+        assert sub.reconnects >= 1
+    finally:
+        await bus.close()
+
+
 async def test_rate_limits_hold_through_an_outage_and_share_again_after(
     redis_proc: RedisProcess,
 ) -> None:
