@@ -53,6 +53,7 @@ class StreamWatcher:
     events: list[Event] = field(default_factory=list)
     first: threading.Event = field(default_factory=threading.Event)
     matched: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
     def start(self) -> StreamWatcher:
@@ -74,3 +75,4 @@ class StreamWatcher:
             self.error = exc
         finally:
             self.first.set()
+            self.ended.set()

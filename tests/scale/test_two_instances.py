@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 
 from server import models
 from server.app import create_app
@@ -25,6 +25,7 @@ from tests import services
 from tests.conftest import LiveServer
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.fake_stripe import make_event, signed_event
+from tests.scale.redis_process import RedisProcess
 from tests.scale.seed import EXAMPLES
 from tests.scale.sse import StreamWatcher, iter_events
 
@@ -47,49 +48,63 @@ class Pair:
 
 
 @pytest.fixture
-def pair(
+def start_pair(
     pg_database_url: str,
     settings: Settings,
     fake_openai: FakeOpenAI,
     live_server: Callable[..., LiveServer],
-) -> Iterator[Pair]:
+) -> Iterator[Callable[..., Pair]]:
+    """Factory: two servers on one fresh PostgreSQL database and one Redis (``redis_url``,
+    default the shared test Redis), with a shop, its owner and an API token."""
     upgrade(pg_database_url)
-    redis = services.redis_url()
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    shared = settings.with_(
-        database_url=pg_database_url,
-        redis_url=redis,
-        assistant="openai",
-        openai_base_url=fake_openai.base_url,
-        openai_api_key="sk-test",
-        llm_max_retries=0,
-        stripe_webhook_secret=WHSEC,
-        ip_rate_per_minute=IP_LIMIT,
-    )
-    db = Database(pg_database_url)
-    with db.write() as s:
-        owner = create_owner(
-            s, f"owner-{uuid.uuid4().hex[:6]}@example.com", "correct horse battery"
+    databases: list[Database] = []
+
+    def start(redis_url: str | None = None, **changes: object) -> Pair:
+        redis = redis_url or services.redis_url()
+        prefix = f"t{uuid.uuid4().hex[:8]}:"
+        shared = settings.with_(
+            database_url=pg_database_url,
+            redis_url=redis,
+            assistant="openai",
+            openai_base_url=fake_openai.base_url,
+            openai_api_key="sk-test",
+            llm_max_retries=0,
+            stripe_webhook_secret=WHSEC,
+            ip_rate_per_minute=IP_LIMIT,
+            **changes,
         )
-        shop = create_shop(s, name="Two Instance Cafe", currency="usd", owner_id=owner.id)
-        from server.catalog.service import import_catalog
+        db = Database(pg_database_url)
+        databases.append(db)
+        with db.write() as s:
+            owner = create_owner(
+                s, f"owner-{uuid.uuid4().hex[:6]}@example.com", "correct horse battery"
+            )
+            shop = create_shop(s, name="Two Instance Cafe", currency="usd", owner_id=owner.id)
+            from server.catalog.service import import_catalog
 
-        import_catalog(s, shop, (EXAMPLES / "coffee.csv").read_bytes(), "coffee.csv")
-        _, owner_token = create_api_token(s, owner.id, "test")
-        shop_id = shop.id
+            import_catalog(s, shop, (EXAMPLES / "coffee.csv").read_bytes(), "coffee.csv")
+            _, owner_token = create_api_token(s, owner.id, "test")
+            shop_id = shop.id
 
-    apps: list[Starlette] = []
-    for _ in range(2):
-        # Each instance: its own app, engine and Redis connections; a per-test key prefix keeps
-        # parallel runs apart.
-        app = create_app(shared, db=Database(pg_database_url), bus=RedisBus(redis, prefix=prefix))
-        app.state.limiter = RedisRateLimiter(redis, prefix=prefix)
-        apps.append(app)
-    a, b = live_server(apps[0]), live_server(apps[1])
-    yield Pair(a, b, db, shared, fake_openai, shop_id, owner_token)
-    for app in apps:
-        app.state.db.dispose()
-    db.dispose()
+        servers = []
+        for _ in range(2):
+            # Each instance: its own app, engine and Redis connections; a per-test key prefix
+            # keeps parallel runs apart.
+            app_db = Database(pg_database_url)
+            databases.append(app_db)
+            app = create_app(shared, db=app_db, bus=RedisBus(redis, prefix=prefix))
+            app.state.limiter = RedisRateLimiter(redis, prefix=prefix)
+            servers.append(live_server(app))
+        return Pair(servers[0], servers[1], db, shared, fake_openai, shop_id, owner_token)
+
+    yield start
+    for database in databases:
+        database.dispose()
+
+
+@pytest.fixture
+def pair(start_pair: Callable[..., Pair]) -> Pair:
+    return start_pair()
 
 
 def test_a_reply_started_on_a_is_resumed_from_b(pair: Pair) -> None:
@@ -150,6 +165,27 @@ def make_payable_order(pair: Pair) -> tuple[str, str, int]:
         return order.id, token, order.total
 
 
+def deliver_paid_webhook(
+    http: httpx.Client, server: LiveServer, pair: Pair, order_id: str, total: int
+) -> None:
+    """Stripe's ``checkout.session.completed`` for the order, signed, delivered to ``server``."""
+    session = {
+        "id": f"cs_test_{order_id}",
+        "object": "checkout.session",
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_total": total,
+        "currency": "usd",
+        "client_reference_id": order_id,
+        "metadata": {"order_id": order_id, "shop_id": pair.shop_id},
+        "payment_intent": f"pi_{order_id}",
+    }
+    body, headers = signed_event(make_event("checkout.session.completed", session), WHSEC)
+    r = http.post(f"{server.url}/api/stripe/webhook", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "paid"
+
+
 def test_an_order_opened_on_a_and_paid_by_a_webhook_on_b_reaches_streams_on_a(pair: Pair) -> None:
     order_id, thread_token, total = make_payable_order(pair)
     with httpx.Client(timeout=30) as http:
@@ -177,21 +213,7 @@ def test_an_order_opened_on_a_and_paid_by_a_webhook_on_b_reaches_streams_on_a(pa
         assert widget.first.wait(10) and dashboard.first.wait(10)
         assert widget.events[0].data["status"] == "awaiting_payment"
 
-        session = {
-            "id": "cs_test_two",
-            "object": "checkout.session",
-            "status": "complete",
-            "payment_status": "paid",
-            "amount_total": total,
-            "currency": "usd",
-            "client_reference_id": order_id,
-            "metadata": {"order_id": order_id, "shop_id": pair.shop_id},
-            "payment_intent": "pi_two",
-        }
-        body, headers = signed_event(make_event("checkout.session.completed", session), WHSEC)
-        r = http.post(f"{pair.b.url}/api/stripe/webhook", content=body, headers=headers)
-        assert r.status_code == 200, r.text
-        assert r.json()["outcome"] == "paid"
+        deliver_paid_webhook(http, pair.b, pair, order_id, total)
 
         assert widget.matched.wait(15), (widget.error, [e.event for e in widget.events])
         assert dashboard.matched.wait(15), (dashboard.error, [e.event for e in dashboard.events])
@@ -213,3 +235,49 @@ def test_rate_limits_hold_across_both_instances(pair: Pair) -> None:
                 r.read()
     # Together the two instances allow the per-IP limit once, not once each.
     assert codes == [200] * IP_LIMIT + [429, 429]
+
+
+def test_a_payment_during_a_redis_outage_still_reaches_both_streams(
+    start_pair: Callable[..., Pair], tmp_path: Path
+) -> None:
+    """Redis down then up: the payment lands on B while Redis is down; A's order stream finds
+    it in the database on its next ping, and A's dashboard stream tells the page to reload its
+    list (``resync``), which shows the order paid."""
+    redis_proc = RedisProcess(tmp_path).start()
+    try:
+        pair = start_pair(redis_proc.url, sse_ping_seconds=1)
+        order_id, thread_token, total = make_payable_order(pair)
+        auth = {"Authorization": f"Bearer {pair.owner_token}"}
+        with httpx.Client(timeout=30) as http:
+            r = http.post(
+                f"{pair.a.url}/api/order/{pair.shop_id}",
+                json={"order_id": order_id, "thread_token": thread_token},
+            )
+            order_token = r.json()["order_token"]
+            widget = StreamWatcher(
+                http,
+                "GET",
+                f"{pair.a.url}/api/order/{order_id}/events",
+                until=lambda e: e.event == "status" and e.data["status"] == "paid",
+                kwargs={"params": {"token": order_token}},
+            ).start()
+            dashboard = StreamWatcher(
+                http,
+                "GET",
+                f"{pair.a.url}/dashboard/shops/{pair.shop_id}/events",
+                until=lambda e: e.event == "resync",
+                kwargs={"headers": auth},
+            ).start()
+            assert widget.first.wait(10) and dashboard.first.wait(10)
+
+            redis_proc.stop()
+            deliver_paid_webhook(http, pair.b, pair, order_id, total)  # the bus message is lost
+            assert widget.matched.wait(15), [e.data for e in widget.events]
+
+            redis_proc.start()
+            assert dashboard.matched.wait(15), [e.event for e in dashboard.events]
+            listed = http.get(f"{pair.a.url}/api/shops/{pair.shop_id}/orders", headers=auth)
+            statuses = {o["order_id"]: o["status"] for o in listed.json()["orders"]}
+        assert statuses[order_id] == "paid"
+    finally:
+        redis_proc.stop()
