@@ -1,10 +1,12 @@
 """Turn orchestration: one customer message -> a reply running in its own asyncio task.
 
 The reply never depends on the HTTP connection. Each event gets the thread's next sequence
-number, is kept in memory for the running turn, published on ``thread:{id}`` and stored as a
-``ThreadEvent`` (deltas batched every ~100 ms, other events at once, in short write
-transactions: none is held across a model call). Followers (the POST response and the events
-endpoint) read them through :mod:`server.chat.stream`; the handoff to the Cashier is
+number, is kept in memory while the turn runs and published on ``thread:{id}``. Storage goes
+through one writer thread, in order: the customer's message first (while the model already
+answers), then every running reply's events together every ~100 ms (one bulk insert), then
+each turn's end in one transaction (the reply, the cart, the tokens spent, the last events).
+No transaction is ever held across a model call. Followers (the POST response and the events
+endpoint) read through :mod:`server.chat.stream`; the handoff to the Cashier is
 :mod:`server.chat.handoff`.
 """
 
@@ -74,7 +76,6 @@ class TurnLog:
     events: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-    last_flush: float = field(default_factory=time.monotonic)
 
     @property
     def last_seq(self) -> int:
