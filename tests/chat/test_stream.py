@@ -295,3 +295,14 @@ def test_an_open_stream_ends_with_a_retryable_event_when_the_server_stops(
     assert head[0].event == "thread" and tail[-1].event == "error"
     assert tail[-1].id is None and tail[-1].data["code"] == "shutdown"
     assert tail[-1].data["retryable"] is True
+
+
+def test_a_model_that_times_out_falls_back_to_simple_mode(
+    llm_settings: Any, db: Any, serve: Any, shop: models.Shop, fake_openai: Any
+) -> None:
+    fake_openai.add(Reply(text="far too late", first_delay=3))
+    base = serve(create_app(llm_settings.with_(llm_timeout=0.5), db=db))
+    stream = post_chat(base, shop.id, message="two large oat lattes")
+    assert [e.data["text"] for e in stream.of("notice")] == [FALLBACK_NOTICE]
+    assert stream.of("cart")[-1].data["cart"]["subtotal"] == 2 * 610  # the order still works
+    assert stream.events[-1].event == "done" and "far too late" not in stream.text
