@@ -105,6 +105,11 @@ def test_fifty_concurrent_writers_on_sqlite(db: Database, settings: Settings) ->
     with db.read() as s:
         statuses = {o.id: o.status for o in s.exec(select(models.Order)).all()}
         stored_events = s.exec(select(func.count()).select_from(models.PaymentEvent)).one()
+        paid_moves = s.exec(
+            select(func.count())
+            .select_from(models.OrderStatusChange)
+            .where(models.OrderStatusChange.to_status == "paid")
+        ).one()
         threads = {
             t.id: (len(t.cart["lines"]), t.last_seq) for t in s.exec(select(models.Thread)).all()
         }
@@ -118,6 +123,7 @@ def test_fifty_concurrent_writers_on_sqlite(db: Database, settings: Settings) ->
         }
     assert set(statuses.values()) == {"paid"}
     assert stored_events == ORDERS * 3  # each distinct event id stored once, duplicates ignored
+    assert paid_moves == ORDERS  # three different events per order, paid exactly once
     updates = (WRITERS - WEBHOOK_WRITERS) * CART_UPDATES_EACH
     assert sum(n for n, _ in threads.values()) == updates  # no lost update
     for tid in thread_ids:
