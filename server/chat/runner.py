@@ -5,9 +5,9 @@ number, is kept in memory while the turn runs and published on ``thread:{id}``. 
 through one writer thread, in order: the customer's message first (while the model already
 answers), then every running reply's events together every ~100 ms (one bulk insert), then
 each turn's end in one transaction (the reply, the cart, the tokens spent, the last events).
-No transaction is ever held across a model call. Followers (the POST response and the events
-endpoint) read through :mod:`server.chat.stream`; the handoff to the Cashier is
-:mod:`server.chat.handoff`.
+No transaction is ever held across a model call. The assistant's side of a turn is
+:mod:`server.chat.reply`; followers (the POST response and the events endpoint) read through
+:mod:`server.chat.stream`; the handoff to the Cashier is :mod:`server.chat.handoff`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from server.chat import handoff, threads
-from server.chat.assistant import CartChanged, Checkout, Notice, TextDelta, Turn, Usage
-from server.chat.llm import LLMUnavailable
+from server.chat.assistant import Turn
 from server.chat.phrases import is_checkout_phrase
+from server.chat.reply import FALLBACK_NOTICE, Reply
 from server.chat.tools import mentions_product
-from server.chat.waiter import OpenAIWaiter
 from server.db import Database
 from server.errors import Conflict
 from server.events import EventBus
@@ -37,14 +36,7 @@ T = TypeVar("T")
 
 FLUSH_SECONDS = 0.1
 USAGE_TTL = 10.0
-FALLBACK_NOTICE = "Our assistant is having trouble; continuing in simple mode."
 BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
-
-
-def offline_waiter() -> Any:
-    from server.chat.offline import OfflineWaiter
-
-    return OfflineWaiter()
 
 
 @dataclass
@@ -239,7 +231,7 @@ class ChatRunner:
     # ------------------------------------------------------------ the turn
 
     async def _run(self, req: TurnRequest, turn_log: TurnLog) -> None:
-        reply = _Reply(self, turn_log, req.shop_id)
+        reply = Reply(self, turn_log, req.shop_id)
         try:
             await self.emit(turn_log, "thread", {"thread_id": req.thread_id, "role": req.role})
             await self._turn(req, reply)
@@ -255,7 +247,7 @@ class ChatRunner:
             if self.active.get(req.thread_id) is turn_log:
                 del self.active[req.thread_id]
 
-    def _store_now(self, turn_log: TurnLog, reply: _Reply) -> None:
+    def _store_now(self, turn_log: TurnLog, reply: Reply) -> None:
         """Cancelled (shutdown): keep what was said, synchronously, before the loop goes."""
         try:
             pending = self.take_pending(turn_log)
@@ -271,7 +263,7 @@ class ChatRunner:
         except Exception:
             log.exception("could not store a cancelled reply")
 
-    async def _turn(self, req: TurnRequest, reply: _Reply) -> None:
+    async def _turn(self, req: TurnRequest, reply: Reply) -> None:
         ctx = req.ctx
         if ctx.menu is None:
             await reply.say("This shop has no menu yet, so it cannot take orders.")
@@ -343,134 +335,6 @@ class ChatRunner:
         from server.chat.stream import follow
 
         return follow(self, thread_id, after, turn_log=turn_log, token=token, stop=stop)
-
-
-class _Reply:
-    """The assistant's side of one turn: text so far, and helpers that emit events."""
-
-    def __init__(self, runner: ChatRunner, turn_log: TurnLog, shop_id: str = "") -> None:
-        self.runner = runner
-        self.log = turn_log
-        self.shop_id = shop_id
-        self.parts: list[str] = []
-        self.text = False
-        self.cart_changed = False
-        self.stored_parts = 0
-        self.message_id: int | None = None
-        self.tokens = 0
-        self.closed = False
-        self.failure = ""
-        # Writes that wait for the end of the turn (cart, assistant memory): they go in the
-        # same transaction as the reply and its last event.
-        self.deferred: list[Callable[[Any], None]] = []
-
-    def defer(self, op: Callable[[Any], None]) -> None:
-        self.deferred.append(op)
-
-    async def say(self, text: str) -> None:
-        if text:
-            self.parts.append(text)
-            self.text = True
-            await self.runner.emit(self.log, "delta", {"text": text})
-
-    async def event(self, name: str, data: dict[str, Any]) -> None:
-        await self.runner.emit(self.log, name, data)
-
-    def _unsaved(self) -> str:
-        text = "".join(self.parts[self.stored_parts :])
-        self.stored_parts = len(self.parts)
-        return text
-
-    def _save_message(self, session: Any, thread_ids: list[str], text: str, complete: bool) -> None:
-        ids = []
-        for thread_id in thread_ids:
-            message = threads.add_message(session, thread_id, "assistant", text, complete=complete)
-            threads.count_message(session, thread_id)
-            ids.append(message.id)
-        self.message_id = ids[0]
-
-    async def store(self, thread_ids: list[str], *, complete: bool = True) -> int | None:
-        """Store the text said since the last call as one assistant message in each thread."""
-        text = self._unsaved()
-        await self.runner.opened(self.log.thread_id)
-        if text:
-            await self.runner.write_db(lambda s: self._save_message(s, thread_ids, text, complete))
-        return self.message_id
-
-    async def _close(self, event: str, data: Any, thread_ids: list[str], complete: bool) -> None:
-        """One transaction: the rest of the reply, the deferred writes, the tokens spent and
-        every event not stored yet with the last one; then the last event goes out."""
-        text = self._unsaved()
-        ops, self.deferred = self.deferred, []
-        tokens, self.tokens = self.tokens, 0
-        pending = self.runner.take_pending(self.log)
-        seq = self.log.last_seq + 1
-        shop_id, thread_id = self.shop_id, self.log.thread_id
-        self.closed = True
-
-        def write(session: Any) -> dict[str, Any]:
-            if text:
-                self._save_message(session, thread_ids, text, complete)
-            for op in ops:
-                op(session)
-            if tokens and shop_id:
-                threads.add_usage(session, shop_id, threads.today(), tokens)
-            payload = data(self.message_id) if callable(data) else data
-            record = {"seq": seq, "event": event, "data": payload}
-            threads.store_events(session, thread_id, [*pending, record])
-            return record
-
-        await self.runner.opened(thread_id)
-        record = await self.runner.write_db(write)
-        if tokens:
-            self.runner.note_usage(shop_id, tokens, added=True)
-        # Stored before it is sent: whoever sees ``done`` finds the reply in the database.
-        self.log.events.append(record)
-        await self.runner.bus.publish(f"thread:{thread_id}", record)
-
-    async def finish(self, thread_ids: list[str]) -> None:
-        """Store what is left and send ``done``."""
-        await self._close("done", lambda mid: {"message_id": mid}, thread_ids, True)
-
-    async def fail(self, code: str, message: str, retryable: bool = True) -> None:
-        """End the turn with an ``error``; the partial reply and the cart are kept."""
-        data = {"code": code, "message": message, "retryable": retryable}
-        await self._close("error", data, [self.log.thread_id], False)
-
-    async def run_waiter(self, waiter: Any, turn: Turn) -> bool:
-        """Relay the waiter's events; True when it asked for the Cashier."""
-        checkout = False
-        async for ev in waiter.reply(turn):
-            if isinstance(ev, TextDelta):
-                await self.say(ev.text)
-            elif isinstance(ev, CartChanged):
-                turn.cart = ev.cart
-                self.cart_changed = True
-                await self.event("cart", {"cart": ev.cart.to_json()})
-            elif isinstance(ev, Notice):
-                await self.event("notice", {"text": ev.text})
-            elif isinstance(ev, Usage):
-                self.tokens += ev.prompt_tokens + ev.completion_tokens
-            elif isinstance(ev, Checkout):
-                checkout = True
-        return checkout
-
-    async def run_with_fallback(self, turn: Turn, use_llm: bool) -> bool | None:
-        """The OpenAI Waiter, or the offline one when it fails before saying anything.
-
-        Returns whether the customer checked out, or None when the turn ended in an error."""
-        if not use_llm:
-            return await self.run_waiter(offline_waiter(), turn)
-        try:
-            return await self.run_waiter(OpenAIWaiter(self.runner.llm, self.runner.settings), turn)
-        except LLMUnavailable as err:
-            if self.text or self.cart_changed:
-                # Part of the answer is out (or the cart changed, which a second assistant
-                # would repeat): the turn ends with an error, keeping both.
-                self.failure = f"{err} Please send your message again."
-                return None
-            await self.event("notice", {"text": FALLBACK_NOTICE})
-            return await self.run_waiter(offline_waiter(), turn)
 
 
 def is_confirmation(req: TurnRequest) -> bool:
