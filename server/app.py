@@ -21,7 +21,7 @@ from server.events import EventBus, make_bus
 from server.http import RequestIdMiddleware, configure_logging
 from server.ratelimit import make_limiter
 from server.settings import Settings
-from server.shutdown import watching
+from server.shutdown import remaining_grace, watching
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -81,7 +81,7 @@ def create_app(
             yield
         chat_runner = getattr(app.state, "chat_runner", None)
         if chat_runner is not None:  # replies still being written get the grace period
-            await chat_runner.shutdown(settings.shutdown_grace_seconds)
+            await chat_runner.shutdown(remaining_grace(app))
         app.state.shutting_down = True
         await event_bus.close()
         close_limiter = getattr(app.state.limiter, "close", None)

@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
@@ -44,6 +45,7 @@ SHUTDOWN_ERROR = {
     "retryable": True,
 }
 RECONNECT_AFTER_MS = 1000
+EXIT_MARGIN_SECONDS = 0.5
 WATCH_INTERVAL = 0.1
 
 
@@ -67,6 +69,8 @@ def shutting_down(app: Starlette) -> asyncio.Event:
 
 def begin_shutdown(app: Starlette) -> None:
     """Tell every open stream of ``app`` to finish (idempotent; callable from any thread)."""
+    if getattr(app.state, "shutdown_began", None) is None:
+        app.state.shutdown_began = time.monotonic()
     app.state.shutting_down = True
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -77,6 +81,17 @@ def begin_shutdown(app: Starlette) -> None:
             event.set()
         elif loop.is_running():
             loop.call_soon_threadsafe(event.set)
+
+
+def remaining_grace(app: Starlette) -> float:
+    """Seconds left of ``settings.shutdown_grace_seconds`` since shutdown began (all of it
+    before), less a moment to store what is left: work that runs at shutdown (a reply being
+    written) waits at most this long, so the process exits within the grace period."""
+    grace = float(app.state.settings.shutdown_grace_seconds)
+    began = getattr(app.state, "shutdown_began", None)
+    if began is None:
+        return grace
+    return max(0.0, grace - (time.monotonic() - began) - EXIT_MARGIN_SECONDS)
 
 
 def _server_exiting() -> bool:

@@ -13,7 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.shutdown import begin_shutdown, shutting_down, sse_response, until_shutdown
+from server.shutdown import (
+    begin_shutdown,
+    remaining_grace,
+    shutting_down,
+    sse_response,
+    until_shutdown,
+)
 from tests.conftest import LiveServer
 
 
@@ -114,3 +120,13 @@ async def test_source_errors_reach_the_stream(app: Starlette) -> None:
     with pytest.raises(ValueError, match="broken"):
         async for _ in until_shutdown(app, source()):
             pass
+
+
+async def test_remaining_grace_counts_from_the_start_of_shutdown(app: Starlette) -> None:
+    grace = app.state.settings.shutdown_grace_seconds
+    assert remaining_grace(app) == grace  # not shutting down: all of it
+    begin_shutdown(app)
+    app.state.shutdown_began -= 3  # shutdown began three seconds ago
+    assert grace - 3 - 1 < remaining_grace(app) < grace - 3
+    app.state.shutdown_began -= 3600
+    assert remaining_grace(app) == 0.0
