@@ -24,7 +24,8 @@ and ``expect_no_checkout`` at the top level work too). Expected items are priced
 comparison ignores option order and line splits (two lines of one latte equal one line of two).
 
 Each conversation runs through a minimal in-memory runner that behaves like the chat runner: a
-short confirmation ("that's all") hands off without asking the Waiter, ``CartChanged`` replaces
+bare confirmation ("that's all", naming no product) hands off without asking the Waiter, a
+confirmation the Waiter answered with a question waits for the answer, ``CartChanged`` replaces
 the cart, ``Checkout`` (or a confirmation phrase) ends the conversation. The order compared is
 the cart handed to the Cashier, or the final cart when nobody checked out.
 """
@@ -54,7 +55,8 @@ from server.chat.assistant import (
     Turn,
     Waiter,
 )
-from server.chat.phrases import is_checkout_phrase
+from server.chat.phrases import is_checkout_phrase, waiter_asked
+from server.chat.tools import mentions_product
 from server.orders.cart import Cart, Line
 from server.orders.create import OrderDraftError, price_items
 
@@ -238,19 +240,26 @@ async def run_conversation(conv: Conversation, waiter_factory: WaiterFactory) ->
         confirmed = is_checkout_phrase(message)
         text: list[str] = []
         checkout = confirmed
-        if not (confirmed and len(message.split()) <= 6):
+        # As the runner: a bare confirmation goes straight to the Cashier; one that also
+        # names something is ordered first.
+        if not (confirmed and not mentions_product(conv.menu, message)):
             turn = Turn(conv.shop, conv.menu, cart, message, list(history), state, "thr_eval")
-            asked = False
+            said: list[str] = []
+            waiter_checkout = False
             async for ev in waiter.reply(turn):
                 if isinstance(ev, TextDelta):
                     text.append(ev.text)
+                    said.append(ev.text)
                 elif isinstance(ev, CartChanged):
                     cart = ev.cart
                 elif isinstance(ev, Notice):
                     text.append(f"[{ev.text}] ")
                 elif isinstance(ev, Checkout):
-                    asked = True
-            checkout = asked or confirmed
+                    waiter_checkout = True
+            # A Waiter that answered by asking ("which tea?") gets its answer first.
+            checkout = waiter_checkout or (
+                confirmed and not waiter_asked(turn.state, "".join(said))
+            )
             # The thread stores the state as JSON: anything else is a bug worth failing on.
             state = json.loads(json.dumps(turn.state))
         reply = "".join(text).strip()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from typing import Any
 
 # Each pattern is searched in the normalised message (lowercase, plain apostrophes, single
 # spaces, punctuation kept). Word boundaries keep "checkouts" or "undone" from matching.
@@ -99,6 +101,19 @@ def is_checkout_phrase(text: str) -> bool:
     if not norm or len(norm) > 300:
         return False
     return any(_clause_confirms(clause) for clause in _clauses(norm))
+
+
+def waiter_asked(state: Mapping[str, Any], reply_text: str) -> bool:
+    """Whether the Waiter's turn ended by asking the customer something: a question it left
+    pending (the offline Waiter keeps it as ``"pending"`` in the turn state) or a reply whose
+    last sentence is a question ("Which tea would you like?").
+
+    A confirmation phrase in the same message ("a tea and a croissant, that's all") then
+    does not hand off: the customer answers first, and a later "that's all" checks out.
+    """
+    if state.get("pending"):
+        return True
+    return reply_text.rstrip().rstrip("\"')]*_ ").endswith("?")
 
 
 # ---------------------------------------------------------------- other kinds of message

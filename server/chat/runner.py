@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from server.chat import handoff, threads
 from server.chat.assistant import Turn
-from server.chat.phrases import is_checkout_phrase
+from server.chat.phrases import is_checkout_phrase, waiter_asked
 from server.chat.reply import FALLBACK_NOTICE, Reply
 from server.chat.tools import mentions_product
 from server.db import Database
@@ -305,6 +305,8 @@ class ChatRunner:
             confirmed and not mentions_product(ctx.menu, req.message)
         ):
             checkout = await reply.run_with_fallback(turn, use_llm)
+            # A Waiter that answered by asking ("which tea?") gets its answer before checkout.
+            confirmed = confirmed and not waiter_asked(turn.state, "".join(reply.parts))
             checkout = None if checkout is None else (checkout or confirmed)
         cart_state, state = turn.cart.to_state(), turn.state
         reply.defer(

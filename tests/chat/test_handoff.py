@@ -305,3 +305,25 @@ def test_the_order_can_still_change_while_the_cashier_waits_for_a_name(
     assert order["total"] == 625 and order["fulfillment"]["name"] == "Ana"
     placed = post_chat(base, shop.id, message="thanks!", **latest)
     assert "Pay button" in placed.text and not placed.of("order")
+
+
+def test_a_model_that_answers_the_confirming_message_with_a_question_does_not_hand_off(
+    llm_app: Starlette, serve: Any, shop: models.Shop, fake_openai: Any
+) -> None:
+    base = serve(llm_app)
+    fake_openai.add_tool_calls(
+        [ToolCall("add_to_cart", {"product_id": "croissant", "quantity": 1})]
+    )
+    fake_openai.add_text("Added a croissant. Which size would you like for the latte?")
+    asked = post_chat(base, shop.id, message="a latte and a croissant, that's all")
+    assert not asked.of("handoff") and not asked.of("order")
+    assert asked.events[-1].event == "done"
+    ids = {"thread_id": asked.thread["thread_id"], "thread_token": asked.thread["thread_token"]}
+    fake_openai.add_tool_calls(
+        [ToolCall("add_to_cart", {"product_id": "latte", "quantity": 1, "options": LARGE_OAT})]
+    )
+    fake_openai.add_text("One large oat latte added.")
+    post_chat(base, shop.id, message="large with oat milk", **ids)
+    fake_openai.add_text(draft([item("croissant", 1), item("latte", 1, LARGE_OAT)]))
+    order = check_order(post_chat(base, shop.id, message="that's all", **ids))
+    assert order["total"] == 325 + 610

@@ -8,8 +8,9 @@ import jsonschema
 from starlette.applications import Starlette
 
 from server import models
+from server.catalog.model import Menu, Product
 from server.orders.create import order_schema
-from tests.chat.helpers import post_chat
+from tests.chat.helpers import make_shop, post_chat
 
 
 def test_two_large_oat_lattes_and_a_croissant_then_thats_all(
@@ -54,3 +55,31 @@ def test_items_named_with_the_confirmation_are_ordered_too(
     order = done.of("order")[0].data["order"]
     assert [i["product_id"] for i in order["items"]] == ["espresso", "croissant"]
     assert order["total"] == 300 + 325
+
+
+def test_a_question_in_the_confirming_message_is_answered_before_checkout(
+    app: Starlette, serve: Any, db: Any
+) -> None:
+    menu = Menu(
+        "shp_tea",
+        "usd",
+        1,
+        (
+            Product("green-tea", "Green Tea", 300, "Tea"),
+            Product("black-tea", "Black Tea", 300, "Tea"),
+            Product("croissant", "Croissant", 325, "Bakery"),
+        ),
+    )
+    shop = make_shop(db, menu)
+    base = serve(app)
+    first = post_chat(base, shop.id, message="a tea and a croissant, that's all")
+    assert "Which one would you like" in first.text and "Green Tea" in first.text
+    assert [ln["product_id"] for ln in first.of("cart")[-1].data["cart"]["lines"]] == ["croissant"]
+    assert not first.of("handoff") and not first.of("order")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    answer = post_chat(base, shop.id, message="green", **ids)
+    assert not answer.of("handoff")
+    done = post_chat(base, shop.id, message="that's all", **ids)
+    order = done.of("order")[0].data["order"]
+    assert [i["product_id"] for i in order["items"]] == ["croissant", "green-tea"]
+    assert order["total"] == 325 + 300

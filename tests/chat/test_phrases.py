@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from server.chat.phrases import diet_words, is_checkout_phrase, is_hostile, normalise
+from server.chat.phrases import (
+    diet_words,
+    is_checkout_phrase,
+    is_hostile,
+    normalise,
+    waiter_asked,
+)
 
 CONFIRMS = [
     "that's all",
@@ -134,3 +140,19 @@ def test_ordinary_messages_are_not_hostile(text: str) -> None:
 )
 def test_dietary_words_become_tag_names(text: str, tags: list[str]) -> None:
     assert diet_words(normalise(text)) == tags
+
+
+@pytest.mark.parametrize(
+    ("state", "reply", "asked"),
+    [
+        # The offline Waiter's question is pending even when the subtotal follows it.
+        ({"pending": {"kind": "product"}}, "Which tea? Subtotal: $3.25.", True),
+        ({}, "Added 1 x Croissant. Which tea would you like: Green or Black?", True),
+        ({}, 'Which milk: "Whole" or "Oat?"  ', True),
+        ({}, "Great! Your order: 1 x Croissant. Let's check out.", False),
+        ({"last_line": "l1"}, "Added 1 x Espresso: $3.00.", False),
+        ({}, "", False),
+    ],
+)
+def test_a_waiter_turn_that_ends_by_asking(state: dict, reply: str, asked: bool) -> None:
+    assert waiter_asked(state, reply) is asked
