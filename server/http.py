@@ -101,7 +101,7 @@ async def read_json(request: Request, *, max_bytes: int = 64_000) -> dict[str, A
         raise PayloadTooLarge(f"Request body is larger than {max_bytes} bytes.")
     try:
         data = json.loads(body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except ValueError:  # bad JSON, bad UTF-8, or a number past int's 4300-digit limit
         raise AppError("Request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise AppError("Request body must be a JSON object.")

@@ -338,6 +338,9 @@ def _json_drafts(text: str, exp: int, issues: Issues) -> list[Draft]:
     except json.JSONDecodeError as exc:
         issues.error(exc.lineno, None, f"not valid JSON: {exc.msg} (column {exc.colno})")
         return []
+    except ValueError:  # a number longer than int's 4300-digit limit
+        issues.error(None, None, "not valid JSON: a number is too long")
+        return []
     items = data.get("products", data.get("items")) if isinstance(data, dict) else data
     if not isinstance(items, list):
         issues.error(None, None, 'JSON must be a list of products or {"products": [...]}')

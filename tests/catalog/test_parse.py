@@ -392,3 +392,9 @@ def test_errors_are_capped() -> None:
 def test_invalid_utf16_is_an_error() -> None:
     result = parse_catalog(b"\xff\xfe" + b"\x00\xd8" + b"a\x00", "m.csv", "usd")
     assert "not valid UTF-16" in result.errors[0]["message"]
+
+
+def test_json_with_a_number_too_long_for_int_is_an_error_not_a_crash() -> None:
+    result = parse_catalog(b'[{"name": "A", "price": ' + b"9" * 5000 + b"}]", "menu.json", "usd")
+    assert result.products == []
+    assert any("number is too long" in e["message"] for e in result.errors), result.errors

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from server.chat.assistant import ShopContext
 from server.chat.cashier import (
+    LLMCashier,
     cart_difference,
     fulfillment_from_conversation,
     name_from_answer,
     offline_draft,
 )
+from server.chat.llm import LLM
 from server.orders.cart import Cart, add_item
+from server.settings import Settings
 from tests.orders.menus import coffee_menu
 
 MENU = coffee_menu()
@@ -73,3 +80,26 @@ def test_offline_draft_is_the_cart() -> None:
     draft = offline_draft(cart, ["3 espressos", "table 4, I'm Li"], shop)
     assert draft.lines == list(cart.lines) and draft.source == "cart"
     assert draft.fulfillment["name"] == "Li" and draft.fulfillment["type"] is None
+
+
+def test_a_draft_with_a_number_too_long_for_int_is_asked_again(settings: Settings) -> None:
+    """``json.loads`` raises a plain ValueError (not JSONDecodeError) past 4300 digits."""
+    answers = [
+        '{"items": [{"product_id": "latte", "quantity": ' + "9" * 5000 + "}]}",
+        '{"items": [{"product_id": "latte", "quantity": 2}], "fulfillment": {"type": "pickup"}}',
+    ]
+    asked: list[Any] = []
+
+    async def create(**kw: Any) -> Any:
+        asked.append(kw)
+        message = SimpleNamespace(content=answers[len(asked) - 1])
+        return SimpleNamespace(usage=None, choices=[SimpleNamespace(message=message)])
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    cashier = LLMCashier(LLM(client=client, model="m"), settings)  # type: ignore[arg-type]
+    cart, _ = add_item(MENU, Cart(currency="usd"), "latte", 2)
+    shop = ShopContext(shop_id="s", name="S", currency="usd", fulfillment_modes=("pickup",))
+    history = [{"role": "user", "content": "two lattes"}]
+    draft = asyncio.run(cashier.draft(shop, MENU, cart, history))
+    assert len(asked) == 2 and draft.source == "cashier"
+    assert [(line.product_id, line.quantity) for line in draft.lines] == [("latte", 2)]

@@ -138,3 +138,10 @@ def test_search_menu_by_words_category_and_tags() -> None:
 )
 def test_mentions_product(text: str, names: bool) -> None:
     assert mentions_product(MENU, text) is names
+
+
+def test_a_number_too_long_for_int_is_refused_not_a_crash() -> None:
+    raw = '{"product_id": "latte", "quantity": ' + "9" * 5000 + "}"
+    result = run_tool("add_to_cart", raw, MENU, EMPTY)
+    assert not result.ok and result.cart == EMPTY
+    assert "JSON" in json.loads(result.content)["error"]

@@ -1,0 +1,120 @@
+"""Every public POST/PATCH route answers a malformed body with a clear 4xx JSON error, never 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.db import Database
+from server.owners.tokens import create_api_token
+from server.settings import Settings
+from tests.owners.helpers import (
+    make_catalog,
+    make_order,
+    make_payable_order,
+    make_shop,
+    owner_id_of,
+    signup,
+)
+
+BODIES: list[Any] = [
+    5,
+    "text",
+    [],
+    None,
+    {"message": 5},
+    {"message": ["a"]},
+    {"message": {"a": 1}},
+    {"message": "hi", "thread_id": []},
+    {"message": "hi", "thread_id": 5, "thread_token": 5},
+    {"message": "hi", "thread_id": "thr_x", "thread_token": {"a": 1}},
+    {"message": "hi", "action": 5},
+    {"message": "hi", "action": "checkout", "thread_id": None},
+    {"message": None},
+    {"message": "x" * 100_000},
+    {"order_id": 5, "thread_token": []},
+    {"order_id": [], "thread_token": "x"},
+    {"order_id": {"a": 1}},
+    {"order_id": "ord_x", "thread_token": "t", "items": "abc"},
+    {"order_id": "ord_x", "thread_token": "t", "items": [5]},
+    {"status": 5},
+    {"status": []},
+    {"status": {"a": 1}},
+    {"status": None},
+    {"status": "paid"},
+    {"status": "nonsense"},
+]
+RAW: list[bytes] = [
+    b"",
+    b"{",
+    b"\xff\xfe",
+    b"null",
+    b"[1,2]",
+    b'{"a": NaN}',
+    b"9" * 5000,
+    b" " * 200_000,
+]
+
+
+@pytest.fixture
+def world(client: TestClient, db: Database) -> dict[str, str]:
+    signup(client, "fuzz@example.com")
+    owner_id = owner_id_of(db, "fuzz@example.com")
+    shop_id = make_shop(db, owner_id)
+    make_catalog(db, shop_id)
+    order_id = make_order(db, shop_id)
+    payable, thread_token = make_payable_order(db, shop_id)
+    with db.write() as s:
+        _, api_token = create_api_token(s, owner_id, "fuzz")
+    return {
+        "shop": shop_id,
+        "order": order_id,
+        "payable": payable,
+        "thread_token": thread_token,
+        "api": api_token,
+    }
+
+
+def _routes(w: dict[str, str]) -> list[tuple[str, str, dict[str, str]]]:
+    bearer = {"Authorization": f"Bearer {w['api']}"}
+    return [
+        ("POST", f"/api/chat/{w['shop']}", {}),
+        ("POST", "/api/chat/shp_missing", {}),
+        ("POST", f"/api/order/{w['shop']}", {}),
+        ("PATCH", f"/api/orders/{w['order']}", bearer),
+        ("PATCH", "/api/orders/ord_missing", bearer),
+        ("POST", "/api/stripe/webhook", {}),
+        ("POST", f"/pay/demo/{w['payable']}", {}),
+        ("POST", "/api/catalog/upload", bearer),
+    ]
+
+
+def test_malformed_json_bodies_get_a_4xx(
+    settings: Settings, db: Database, world: dict[str, str]
+) -> None:
+    app = create_app(settings.with_(stripe_webhook_secret="whsec_test"), db=db)
+    failures = []
+    with TestClient(app, raise_server_exceptions=False) as http:
+        for method, path, headers in _routes(world):
+            cases = [("json", b) for b in BODIES] + [("raw", r) for r in RAW]
+            for kind, body in cases:
+                kw: dict[str, Any] = {"headers": {**headers, "content-type": "application/json"}}
+                if kind == "json":
+                    kw["json"] = body
+                else:
+                    kw["content"] = body
+                r = http.request(method, path, **kw)
+                if r.status_code >= 500 or (r.status_code >= 400 and "error" not in _json(r)):
+                    failures.append((method, path, repr(body)[:60], r.status_code, r.text[:120]))
+    assert not failures, "\n".join(map(str, failures))
+
+
+def _json(r: Any) -> dict[str, Any]:
+    try:
+        data = r.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
