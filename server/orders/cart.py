@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from server.catalog.model import Menu, OptionGroup, Product
+from server.catalog.money import format_amount
 
 MAX_QUANTITY = 99
 MAX_LINES = 50
@@ -287,10 +288,12 @@ def remove_item(cart: Cart, line_id: Any) -> tuple[Cart, Line]:
 
 def reprice(menu: Menu, cart: Cart) -> tuple[Cart, list[str]]:
     """Re-price every line against ``menu`` (a newer catalog version); drop what no longer
-    exists or is sold out. Returns the new cart and sentences describing what changed."""
+    exists or is sold out. Returns the new cart and sentences for the customer describing
+    what changed, with amounts in the cart's currency ("Latte now costs $5.00 (was $4.50).")."""
     changes: list[str] = []
     lines: list[Line] = []
     for old in cart.lines:
+        product = menu.get(old.product_id)
         try:
             line = make_line(
                 menu,
@@ -300,10 +303,30 @@ def reprice(menu: Menu, cart: Cart) -> tuple[Cart, list[str]]:
                 [s.to_json() for s in old.options],
                 old.note,
             )
-        except CartError as err:
-            changes.append(f"Removed {old.name}: {err}")
+        except CartError:
+            changes.append(_removed_sentence(old, product))
             continue
         if line.unit_price != old.unit_price:
-            changes.append(f"{old.name} now costs {line.unit_price} (was {old.unit_price}).")
+            now = format_amount(line.unit_price, cart.currency)
+            was = format_amount(old.unit_price, cart.currency)
+            each = " each" if line.quantity > 1 else ""
+            changes.append(f"{_label(old)} now costs {now}{each} (was {was}).")
         lines.append(line)
     return replace(cart, lines=tuple(lines), catalog_version=menu.version), changes
+
+
+def _label(line: Line) -> str:
+    """``Latte (Large, Oat)``: a line as the customer named it, without the quantity."""
+    opts = ", ".join(s.choice for s in line.options)
+    return line.name + (f" ({opts})" if opts else "")
+
+
+def _removed_sentence(old: Line, product: Product | None) -> str:
+    """Why a line left the cart, said to the customer (not the model's error text)."""
+    if product is None:
+        why = f"{old.name} is no longer on the menu"
+    elif not product.available:
+        why = f"{old.name} is sold out right now"
+    else:  # its options changed (a choice withdrawn, a new required choice)
+        why = f"{_label(old)} is no longer offered with those options"
+    return f"{why}, so I removed {old.describe()} from your cart."

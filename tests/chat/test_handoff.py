@@ -278,7 +278,9 @@ def test_a_new_catalog_version_reprices_the_cart_with_a_notice(
     )
     add_version(db, shop.id, menu)
     stream = post_chat(base, shop.id, message="that's all", **ids)
-    assert any("Espresso" in e.data["text"] for e in stream.of("notice"))
+    assert [e.data["text"] for e in stream.of("notice")] == [
+        "Espresso now costs $3.50 (was $3.00)."
+    ]
     assert stream.of("cart")[0].data["cart"]["subtotal"] == 350
     order = check_order(stream)
     assert order["total"] == 350 and order["catalog_version"] == 2

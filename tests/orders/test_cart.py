@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from server.catalog.model import Choice, Menu, OptionGroup
 from server.orders.cart import Cart, CartError, add_item, remove_item, reprice, update_item
 from tests.orders.menus import coffee_menu
 
 MENU = coffee_menu()
+LARGE_OAT = [{"group": "Size", "choice": "Large"}, {"group": "Milk", "choice": "Oat"}]
 
 
 def empty() -> Cart:
@@ -138,4 +142,75 @@ def test_reprice_follows_a_new_catalog_version() -> None:
     cart, changes = reprice(newer, cart)
     assert [x.product_id for x in cart.lines] == ["latte"]
     assert cart.subtotal == 500 and cart.catalog_version == 2
-    assert any("Croissant" in c for c in changes) and any("Latte" in c for c in changes)
+    assert changes == [
+        "Latte (Small, Whole) now costs $5.00 (was $4.50).",
+        "Croissant is sold out right now, so I removed 1 x Croissant from your cart.",
+    ]
+
+
+def _menu_without(menu: Menu, product_id: str) -> Menu:
+    return replace(menu, products=tuple(p for p in menu.products if p.id != product_id), _by_id={})
+
+
+@pytest.mark.parametrize(
+    ("currency", "quantity", "new_menu", "sentence"),
+    [
+        (
+            "usd",
+            2,
+            coffee_menu(2, latte_price=500),
+            "Latte (Large, Oat) now costs $6.60 each (was $6.10).",
+        ),
+        (
+            "eur",
+            1,
+            coffee_menu(2, latte_price=500),
+            "Latte (Large, Oat) now costs €6.60 (was €6.10).",
+        ),
+        # Zero-decimal currency: 610 minor units are 610 yen.
+        (
+            "jpy",
+            1,
+            coffee_menu(2, latte_price=500),
+            "Latte (Large, Oat) now costs ¥660 (was ¥610).",
+        ),
+        (
+            "chf",
+            1,
+            coffee_menu(2, latte_price=500),
+            "Latte (Large, Oat) now costs 6.60 CHF (was 6.10 CHF).",
+        ),
+        (
+            "usd",
+            2,
+            _menu_without(coffee_menu(2), "latte"),
+            "Latte is no longer on the menu, so I removed 2 x Latte (Large, Oat) from your cart.",
+        ),
+    ],
+)
+def test_reprice_tells_the_customer_in_the_carts_currency(
+    currency: str, quantity: int, new_menu: Menu, sentence: str
+) -> None:
+    cart, _ = add_item(MENU, Cart(currency=currency), "latte", quantity, LARGE_OAT)
+    _, changes = reprice(new_menu, cart)
+    assert changes == [sentence]
+
+
+def test_reprice_after_an_option_is_withdrawn_says_so() -> None:
+    cart, _ = add_item(MENU, empty(), "latte", 1, LARGE_OAT)
+    milk = OptionGroup("Milk", (Choice("Whole"), Choice("Soy", 60)))
+    newer = coffee_menu(2)
+    newer = replace(
+        newer,
+        products=tuple(
+            replace(p, options=(p.options[0], milk)) if p.id == "latte" else p
+            for p in newer.products
+        ),
+        _by_id={},
+    )
+    cart, changes = reprice(newer, cart)
+    assert cart.empty
+    assert changes == [
+        "Latte (Large, Oat) is no longer offered with those options, so I removed "
+        "1 x Latte (Large, Oat) from your cart."
+    ]
