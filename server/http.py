@@ -105,4 +105,8 @@ async def read_json(request: Request, *, max_bytes: int = 64_000) -> dict[str, A
         raise AppError("Request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise AppError("Request body must be a JSON object.")
+    try:  # JSON may spell a lone surrogate ("\\ud800"), which no database or hash can encode
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise AppError("Request body is not valid UTF-8 text.") from None
     return data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from server.app import create_app
@@ -55,7 +56,13 @@ RAW: list[bytes] = [
     b"[1,2]",
     b'{"a": NaN}',
     b"9" * 5000,
+    b'{"a": ' + b"9" * 5000 + b"}",
     b" " * 200_000,
+    # A lone surrogate is valid JSON but cannot be stored, hashed or logged as UTF-8.
+    b'{"message": "\\ud800"}',
+    b'{"message": "hi", "thread_id": "thr_x", "thread_token": "\\udfff"}',
+    b'{"order_id": "ord_x", "thread_token": "\\ud800"}',
+    b'{"status": "\\ud800"}',
 ]
 
 
@@ -118,3 +125,20 @@ def _json(r: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def test_a_lone_surrogate_is_a_400_not_a_failed_turn_or_a_500(
+    app: Starlette, world: dict[str, str]
+) -> None:
+    """``"\\ud800"`` is valid JSON, but no database, hash or log can encode it as UTF-8."""
+    with TestClient(app, raise_server_exceptions=False) as http:
+        for path, body in [
+            (f"/api/chat/{world['shop']}", b'{"message": "hi \\ud800"}'),
+            (
+                f"/api/order/{world['shop']}",
+                b'{"order_id": "%s", "thread_token": "\\ud800"}' % world["payable"].encode(),
+            ),
+        ]:
+            r = http.post(path, content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 400, (path, r.status_code, r.text[:200])
+            assert r.json()["detail"] == "Request body is not valid UTF-8 text."
