@@ -76,12 +76,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from server.orders.recovery import Recovery
+
+        # Paid orders a dead process left unfulfilled, and notifications it still owed.
+        recovery = Recovery(settings, database, event_bus)
+        await recovery.start()
         # The watcher tells open streams to finish as soon as uvicorn starts to stop.
         async with watching(app):
             yield
         chat_runner = getattr(app.state, "chat_runner", None)
         if chat_runner is not None:  # replies still being written get the grace period
             await chat_runner.shutdown(remaining_grace(app))
+        await recovery.stop(min(remaining_grace(app), 5.0))
         app.state.shutting_down = True
         await event_bus.close()
         close_limiter = getattr(app.state.limiter, "close", None)

@@ -233,7 +233,8 @@ class PaymentEvent(SQLModel, table=True):
 
 
 class WebhookDelivery(SQLModel, table=True):
-    """Delivery log of the shop's notification webhook."""
+    """Delivery log of the shop's notification webhook: one row per attempt, the next one
+    pending until it is sent (so retries survive a restart)."""
 
     id: int | None = Field(default=None, primary_key=True)
     shop_id: str = Field(foreign_key="shop.id", index=True, ondelete="CASCADE")
@@ -244,6 +245,9 @@ class WebhookDelivery(SQLModel, table=True):
     error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = _ts(default_factory=utcnow)
     delivered_at: datetime | None = _ts(nullable=True, default=None)
+    # Set while the attempt is pending (its due time); cleared once its result is stored.
+    next_attempt_at: datetime | None = _ts(nullable=True, default=None, index=True)
+    attempted_at: datetime | None = _ts(nullable=True, default=None)
 
 
 __all__ = [

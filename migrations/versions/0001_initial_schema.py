@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 19:27:47.846318
+Create Date: 2026-11-25 20:46:52.686993
 """
 
 from collections.abc import Sequence
@@ -188,10 +188,15 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["shop_id"], ["shop.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("webhookdelivery", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhookdelivery_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_webhookdelivery_order_id"), ["order_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_webhookdelivery_shop_id"), ["shop_id"], unique=False)
 
@@ -340,6 +345,7 @@ def downgrade() -> None:
     with op.batch_alter_table("webhookdelivery", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhookdelivery_shop_id"))
         batch_op.drop_index(batch_op.f("ix_webhookdelivery_order_id"))
+        batch_op.drop_index(batch_op.f("ix_webhookdelivery_next_attempt_at"))
 
     op.drop_table("webhookdelivery")
     with op.batch_alter_table("thread", schema=None) as batch_op:

@@ -2,47 +2,41 @@
 
 Exactly once means: the move to ``paid`` happens in one transaction (the order row is locked and
 the state machine refuses a second move), and only the caller whose transaction made that move
-runs :func:`after_commit`, which writes the order file, notifies the shop and publishes events.
+runs :func:`after_commit`. Its fulfilment (the order file, the shop's notification, live events)
+is claimed once more through ``fulfilled_at`` by :func:`fulfil_paid`, which the recovery sweep
+(``server/orders/recovery.py``) also uses for a paid order whose process died before fulfilling.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from server import models
 from server.db import Database
 from server.events import EventBus
 from server.ids import utcnow
+from server.orders import notify
 from server.orders import status as st
 from server.orders.create import order_to_json
 from server.settings import Settings
 
 log = logging.getLogger("shop_assist.orders")
 
-# Seconds to wait before each attempt of the shop's notification webhook.
-NOTIFY_BACKOFF: tuple[float, ...] = (0, 2, 10, 60, 300)
-NOTIFY_TIMEOUT = 10.0
-SIGNATURE_HEADER = "Shop-Assist-Signature"
-
-_background: set[asyncio.Task[None]] = set()
 _write_locks: weakref.WeakKeyDictionary[Database, threading.RLock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
@@ -141,11 +135,64 @@ def write_order_file(orders_dir: str, order_json: dict[str, Any]) -> Path:
     return target
 
 
-def sign_notification(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    """``t=...,v1=hex(hmac_sha256(secret, "t.body"))``, the scheme Stripe uses."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+@dataclass(frozen=True)
+class Fulfilment:
+    """A paid order this caller fulfilled: its JSON, its shop, and its pending notification."""
+
+    order_json: dict[str, Any]
+    shop: models.Shop
+    order: models.Order
+    delivery_id: int | None
+
+
+def fulfil_paid(
+    settings: Settings, db: Database, order_id: str, *, now: datetime | None = None
+) -> Fulfilment | None:
+    """Write the paid order's file, then claim its fulfilment (sync: run it in a thread).
+
+    The claim is one conditional UPDATE that sets ``fulfilled_at`` only while it is still empty;
+    in the same transaction the shop's notification is queued. So however many callers race
+    (the webhook, the return page, a recovery sweep on another worker), exactly one gets a
+    :class:`Fulfilment` and notifies; the others get ``None``. The file is written before the
+    claim (atomically, the same content), so a crash in between only means it is written again.
+    """
+    order, shop = _load(db, order_id)
+    if order is None or shop is None or order.fulfilled_at is not None:
+        return None
+    order_json = order_to_json(order)
+    write_order_file(settings.orders_dir, order_json)
+    stamp = now or utcnow()
+    with serialised_write(db) as s:
+        claim = (
+            update(models.Order)
+            .where(col(models.Order.id) == order_id, col(models.Order.fulfilled_at).is_(None))
+            .values(fulfilled_at=stamp)
+        )
+        if s.connection().execute(claim).rowcount != 1:
+            return None
+        delivery_id = (
+            notify.enqueue_delivery(s, shop, order_id, stamp) if shop.notify_webhook_url else None
+        )
+    order.fulfilled_at = stamp
+    return Fulfilment(order_json, shop, order, delivery_id)
+
+
+async def announce_paid(
+    db: Database, bus: EventBus, done: Fulfilment, *, source: str, request_id: str = ""
+) -> None:
+    """After a successful claim: start the shop's notification and tell the live streams."""
+    order_id = done.order_json["order_id"]
+    log.info(
+        "order paid and fulfilled",
+        extra={"request_id": request_id, "order_id": order_id, "source": source},
+    )
+    if done.delivery_id is not None:
+        notify.spawn(notify.deliver(db, done.delivery_id, request_id=request_id))
+    message = {"type": "order_paid", "order": done.order_json}
+    await bus.publish(f"order:{order_id}", message)
+    await bus.publish(
+        f"shop:{done.shop.id}", {**message, "order": owner_fields(done.order_json, done.order)}
+    )
 
 
 async def after_commit(
@@ -158,24 +205,31 @@ async def after_commit(
 ) -> None:
     """Run the effects of committed status changes: fulfil a new ``paid``, publish the rest.
 
-    Call only with changes your own transaction made (that is the "exactly once")."""
+    Call only with changes your own transaction made. A ``paid`` whose fulfilment someone else
+    already claimed (a recovery sweep) is left to them."""
     for change in changes:
-        found = await run_in_threadpool(_effects, settings, db, change)
-        if found is None:
-            continue
-        order_json, shop, order_row = found
-        extra = {"request_id": request_id, "order_id": change.order_id, "status": change.to_status}
         if change.to_status == st.PAID:
-            log.info("order paid and fulfilled", extra={**extra, "source": change.source})
-            message = {"type": "order_paid", "order": order_json}
-            if shop.notify_webhook_url:
-                _spawn(_notify(db, shop, order_json, request_id))
-        else:
-            log.info("order status changed", extra={**extra, "from": change.from_status})
-            message = {"type": "order_status", "order": order_json}
+            done = await run_in_threadpool(fulfil_paid, settings, db, change.order_id)
+            if done is not None:
+                await announce_paid(db, bus, done, source=change.source, request_id=request_id)
+            continue
+        order, shop = await run_in_threadpool(_load, db, change.order_id)
+        if order is None or shop is None:
+            continue
+        order_json = order_to_json(order)
+        log.info(
+            "order status changed",
+            extra={
+                "request_id": request_id,
+                "order_id": change.order_id,
+                "status": change.to_status,
+                "from": change.from_status,
+            },
+        )
+        message = {"type": "order_status", "order": order_json}
         await bus.publish(f"order:{change.order_id}", message)
         await bus.publish(
-            f"shop:{change.shop_id}", {**message, "order": owner_fields(order_json, order_row)}
+            f"shop:{change.shop_id}", {**message, "order": owner_fields(order_json, order)}
         )
 
 
@@ -197,124 +251,9 @@ def owner_fields(order_json: dict[str, Any], order: Any) -> dict[str, Any]:
     }
 
 
-def _effects(
-    settings: Settings, db: Database, change: StatusChange
-) -> tuple[dict[str, Any], models.Shop, models.Order] | None:
-    """The blocking part, in one worker thread: read the order; for a new ``paid``, write its
-    file and then record that it was fulfilled."""
-    order, shop = _load(db, change.order_id)
-    if order is None or shop is None:
-        return None
-    order_json = order_to_json(order)
-    if change.to_status == st.PAID:
-        write_order_file(settings.orders_dir, order_json)
-        _mark_fulfilled(db, order.id)
-    return order_json, shop, order
-
-
 def _load(db: Database, order_id: str) -> tuple[models.Order | None, models.Shop | None]:
     with db.read() as s:
         order = s.get(models.Order, order_id)
         shop = s.get(models.Shop, order.shop_id) if order else None
         s.expunge_all()  # detached before the read scope's rollback would expire them
         return order, shop
-
-
-def _mark_fulfilled(db: Database, order_id: str) -> None:
-    with serialised_write(db) as s:
-        order = s.get(models.Order, order_id)
-        if order is not None and order.fulfilled_at is None:
-            order.fulfilled_at = utcnow()
-            s.add(order)
-
-
-def _spawn(coro: Any) -> None:
-    # Keep a reference: the loop holds tasks weakly and would let a pending one be collected.
-    task = asyncio.get_running_loop().create_task(coro)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-async def wait_for_notifications(timeout: float = 10.0) -> None:
-    """Wait for pending shop notifications (tests and graceful shutdown)."""
-    pending = [t for t in _background if not t.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=timeout)
-
-
-async def _notify(
-    db: Database, shop: models.Shop, order_json: dict[str, Any], request_id: str
-) -> None:
-    """POST the paid order to the shop's webhook, signed, retried with backoff, logged."""
-    body = json.dumps({"type": "order.paid", "order": order_json}, separators=(",", ":")).encode()
-    url = shop.notify_webhook_url
-    extra = {"request_id": request_id, "order_id": order_json["order_id"], "shop_id": shop.id}
-    async with httpx.AsyncClient(timeout=NOTIFY_TIMEOUT, follow_redirects=False) as client:
-        for attempt, delay in enumerate(NOTIFY_BACKOFF, start=1):
-            if delay:
-                await asyncio.sleep(delay)
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": "ShopAssist-Webhook/1",
-                "Shop-Assist-Event": "order.paid",
-                "Shop-Assist-Delivery": f"{order_json['order_id']}",
-            }
-            if shop.notify_webhook_secret:
-                headers[SIGNATURE_HEADER] = sign_notification(shop.notify_webhook_secret, body)
-            status_code: int | None = None
-            error: str | None = None
-            try:
-                resp = await client.post(url, content=body, headers=headers)
-                status_code = resp.status_code
-            except httpx.HTTPError as err:
-                error = f"{type(err).__name__}: {err}"[:500]
-            ok = status_code is not None and 200 <= status_code < 300
-            await run_in_threadpool(
-                _log_delivery,
-                db,
-                shop,
-                order_json["order_id"],
-                url,
-                attempt,
-                status_code,
-                error,
-                ok,
-            )
-            if ok:
-                log.info("shop notified", extra={**extra, "attempt": attempt})
-                return
-            log.warning(
-                "shop notification failed",
-                extra={**extra, "attempt": attempt, "status": status_code, "error": error},
-            )
-            # A 4xx other than timeout/rate limit will not get better by retrying.
-            if (
-                status_code is not None
-                and 400 <= status_code < 500
-                and status_code not in (408, 429)
-            ):
-                return
-
-
-def _log_delivery(
-    db: Database,
-    shop: models.Shop,
-    order_id: str,
-    url: str,
-    attempt: int,
-    status_code: int | None,
-    error: str | None,
-    ok: bool,
-) -> None:
-    with serialised_write(db) as s:
-        s.add(
-            models.WebhookDelivery(
-                shop_id=shop.id,
-                order_id=order_id,
-                url=url,
-                attempt=attempt,
-                status_code=status_code,
-                error=error,
-                delivered_at=utcnow() if ok else None,
-            )
-        )

@@ -17,14 +17,9 @@ from starlette.routing import Route
 
 from server import models
 from server.db import Database
-from server.orders import fulfil
-from server.orders.fulfil import (
-    after_commit,
-    change_status,
-    lock_order,
-    sign_notification,
-    write_order_file,
-)
+from server.orders import fulfil, notify
+from server.orders.fulfil import after_commit, change_status, lock_order, write_order_file
+from server.orders.notify import sign_notification
 from server.settings import Settings
 from tests.payments.conftest import RecordingBus
 from tests.payments.factory import make_order, make_shop
@@ -97,7 +92,7 @@ def deliveries(db: Database, order_id: str) -> list[tuple[int, int | None, bool]
 async def test_paid_order_is_written_notified_and_published(
     settings: Settings, db: Database, live_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fulfil, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
+    monkeypatch.setattr(notify, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
     receiver = Receiver([500, 200])
     url = live_server(receiver.app).url + "/hook"
     shop = make_shop(db, notify_webhook_url=url, notify_webhook_secret="whsec_shop_secret")
@@ -105,7 +100,7 @@ async def test_paid_order_is_written_notified_and_published(
     bus = RecordingBus()
 
     await after_commit(settings, db, bus, pay(db, order.id))
-    await fulfil.wait_for_notifications()
+    await notify.wait_for_notifications()
 
     written = json.loads((Path(settings.orders_dir) / shop.id / f"{order.id}.json").read_text())
     assert written["status"] == "paid" and written["order_id"] == order.id
@@ -124,12 +119,12 @@ async def test_paid_order_is_written_notified_and_published(
 async def test_client_error_from_the_shop_is_not_retried(
     settings: Settings, db: Database, live_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fulfil, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
+    monkeypatch.setattr(notify, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
     receiver = Receiver([410])
     shop = make_shop(db, notify_webhook_url=live_server(receiver.app).url + "/hook")
     order, _ = make_order(db, shop)
     await after_commit(settings, db, RecordingBus(), pay(db, order.id))
-    await fulfil.wait_for_notifications()
+    await notify.wait_for_notifications()
     assert deliveries(db, order.id) == [(1, 410, False)]
 
 
@@ -138,11 +133,11 @@ async def test_unreachable_shop_is_retried_then_given_up(
 ) -> None:
     from tests.conftest import free_port
 
-    monkeypatch.setattr(fulfil, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
+    monkeypatch.setattr(notify, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
     shop = make_shop(db, notify_webhook_url=f"http://127.0.0.1:{free_port()}/hook")
     order, _ = make_order(db, shop)
     await after_commit(settings, db, RecordingBus(), pay(db, order.id))
-    await fulfil.wait_for_notifications()
+    await notify.wait_for_notifications()
     assert deliveries(db, order.id) == [(1, None, False), (2, None, False), (3, None, False)]
 
 
