@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import smtplib
 from typing import Any
 
 from sqlmodel import col, select
@@ -48,6 +50,7 @@ from server.settings import Settings
 LOGIN_IP_LIMIT = (20, 300)  # attempts per IP per 5 minutes, on top of the per-account lockout
 SIGNUP_IP_LIMIT = (10, 3600)
 MAGIC_EMAIL_LIMIT = (3, 900)
+log = logging.getLogger("shop_assist.owners")
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -211,7 +214,11 @@ async def magic_request(request: Request) -> Response:
         url = f"{settings.public_base_url}/login/magic/{token}"
         subject, body = magic_link_email(settings.public_base_url, url)
         mailer = getattr(request.app.state, "mailer", None) or build_mailer(settings)
-        await mailer.send(owner.email, subject, body)
+        try:
+            await mailer.send(owner.email, subject, body)
+        except (OSError, smtplib.SMTPException) as err:
+            # The same page as for an unknown address: a 500 here would say the account exists.
+            log.error("sign-in link not sent", extra={"error": repr(err)[:300]})
     return _anon_page(request, "auth/login.html", sent)
 
 

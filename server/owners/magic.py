@@ -8,6 +8,7 @@ Links are offered when SMTP is configured; in development without SMTP the link 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import smtplib
 import ssl
@@ -113,14 +114,30 @@ class SmtpMailer:
                 self._deliver(smtp, msg)
         else:
             with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=20) as smtp:
+                smtp.ehlo()  # has_extn() knows no extension before EHLO
                 if smtp.has_extn("starttls"):
                     smtp.starttls(context=context)
+                elif not _is_loopback(s.smtp_host):
+                    # A stripped STARTTLS offer must not get the password and the link in clear.
+                    raise smtplib.SMTPNotSupportedError(
+                        f"{s.smtp_host} does not offer STARTTLS; not sending in clear text."
+                    )
                 self._deliver(smtp, msg)
 
     def _deliver(self, smtp: smtplib.SMTP, msg: EmailMessage) -> None:
         if self.settings.smtp_user:
             smtp.login(self.settings.smtp_user, self.settings.smtp_password)
         smtp.send_message(msg)
+
+
+def _is_loopback(host: str) -> bool:
+    """A relay on this machine (a local MTA, a development mail catcher) may speak plain SMTP."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class LogMailer:

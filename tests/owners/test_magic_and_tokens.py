@@ -172,8 +172,11 @@ def test_smtp_mailer_uses_starttls_and_login(monkeypatch: Any) -> None:
         def __exit__(self, *exc: object) -> None:
             calls.append("quit")
 
+        def ehlo(self) -> None:
+            calls.append("ehlo")
+
         def has_extn(self, name: str) -> bool:
-            return name == "starttls"
+            return name == "starttls" and "ehlo" in calls  # like smtplib: known after EHLO
 
         def starttls(self, context: object) -> None:
             calls.append("starttls")
@@ -194,8 +197,125 @@ def test_smtp_mailer_uses_starttls_and_login(monkeypatch: Any) -> None:
     asyncio.run(SmtpMailer(settings).send("ana@example.com", "Your link", "body"))
     assert calls == [
         "connect mail.example.com:587",
+        "ehlo",
         "starttls",
         "login bot",
         "send ana@example.com shop@example.com Your link",
         "quit",
     ]
+
+
+class _SmtpServer:
+    """A plain-socket SMTP server on loopback that offers STARTTLS (or not) and records the
+    commands it hears; it refuses STARTTLS itself, so a client that asks stops there."""
+
+    def __init__(self, offer_starttls: bool) -> None:
+        import socket
+        import threading
+
+        self.offer = offer_starttls
+        self.heard: list[str] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn, conn.makefile("rb") as rf:
+            conn.sendall(b"220 test ESMTP\r\n")
+            for raw in rf:
+                line = raw.decode().strip()
+                self.heard.append(line.split(" ")[0].upper())
+                verb = self.heard[-1]
+                if verb == "EHLO":
+                    conn.sendall(b"250-test\r\n" + (b"250-STARTTLS\r\n" if self.offer else b""))
+                    conn.sendall(b"250 AUTH PLAIN\r\n")
+                elif verb == "STARTTLS":
+                    conn.sendall(b"454 TLS not available\r\n")
+                elif verb == "QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                elif verb == "DATA":
+                    conn.sendall(b"354 go\r\n")
+                    for body in rf:
+                        if body.strip() == b".":
+                            break
+                    conn.sendall(b"250 ok\r\n")
+                else:
+                    conn.sendall(b"235 ok\r\n" if verb == "AUTH" else b"250 ok\r\n")
+        self.sock.close()
+
+
+def test_smtp_mailer_asks_for_starttls_before_sending_the_password() -> None:
+    """smtplib knows a server's extensions only after EHLO; asking before always said no."""
+    import asyncio
+    import smtplib
+
+    import pytest
+
+    from server.owners.magic import SmtpMailer
+
+    server = _SmtpServer(offer_starttls=True)
+    settings = Settings(
+        smtp_host="127.0.0.1", smtp_port=server.port, smtp_user="bot", smtp_password="pw"
+    )
+    with pytest.raises(smtplib.SMTPResponseException):  # our server refuses the TLS handshake
+        asyncio.run(SmtpMailer(settings).send("ana@example.com", "Your link", "body"))
+    server.thread.join(5)
+    assert "STARTTLS" in server.heard
+    assert "AUTH" not in server.heard and "MAIL" not in server.heard
+
+
+def test_smtp_mailer_refuses_clear_text_to_a_remote_server_without_starttls(
+    monkeypatch: Any,
+) -> None:
+    import asyncio
+    import smtplib
+
+    import pytest
+
+    from server.owners.magic import SmtpMailer
+
+    server = _SmtpServer(offer_starttls=False)
+    real_smtp = smtplib.SMTP
+
+    def remote(host: str, port: int, timeout: float) -> smtplib.SMTP:
+        return real_smtp("127.0.0.1", server.port, timeout=timeout)  # "mail.example.com"
+
+    monkeypatch.setattr("smtplib.SMTP", remote)
+    settings = Settings(smtp_host="mail.example.com", smtp_user="bot", smtp_password="pw")
+    with pytest.raises(smtplib.SMTPNotSupportedError):
+        asyncio.run(SmtpMailer(settings).send("ana@example.com", "Your link", "body"))
+    server.thread.join(5)
+    assert server.heard[0] == "EHLO"
+    assert "AUTH" not in server.heard and "MAIL" not in server.heard
+
+
+def test_smtp_mailer_may_speak_plain_smtp_to_a_relay_on_this_machine() -> None:
+    import asyncio
+
+    from server.owners.magic import SmtpMailer
+
+    server = _SmtpServer(offer_starttls=False)
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=server.port)
+    asyncio.run(SmtpMailer(settings).send("ana@example.com", "Your link", "body"))
+    server.thread.join(5)
+    assert "MAIL" in server.heard and "DATA" in server.heard
+
+
+def test_a_failing_mail_server_gives_the_same_page_as_an_unknown_address(
+    app: Starlette,
+) -> None:
+    """A 500 only for known addresses would tell anyone which emails have an account."""
+    import smtplib
+
+    class BrokenMailer:
+        async def send(self, to: str, subject: str, body: str) -> None:
+            raise smtplib.SMTPServerDisconnected("gone")
+
+    signup(TestClient(app), "ana@example.com")
+    app.state.mailer = BrokenMailer()
+    c = TestClient(app)
+    r = c.post("/login/magic", data={"email": "ana@example.com", "csrf_token": form_token(c)})
+    assert r.status_code == 200 and "If an account exists" in r.text
