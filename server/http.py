@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from server.errors import AppError, PayloadTooLarge
 from server.ids import new_id
 
 log = logging.getLogger("shop_assist.http")
+# Paths that carry a secret: an emailed sign-in link works for anyone who reads it in a log.
+SECRET_PATH = re.compile(r"^(/login/magic/)[^/]+")
 
 
 class JsonFormatter(logging.Formatter):
@@ -74,7 +77,7 @@ class RequestIdMiddleware:
                     extra={
                         "request_id": rid,
                         "method": scope["method"],
-                        "path": scope["path"],
+                        "path": SECRET_PATH.sub(r"\1[redacted]", scope["path"]),
                         "status": message["status"],
                         "ms": round((time.perf_counter() - start) * 1000, 1),
                     },

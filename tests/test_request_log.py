@@ -53,3 +53,11 @@ def test_each_request_gets_its_own_id(client: TestClient, log_lines: list[str]) 
     client.get("/healthz")
     ids = [json.loads(x)["request_id"] for x in log_lines]
     assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_a_sign_in_link_token_is_not_logged(client: TestClient, log_lines: list[str]) -> None:
+    """Whoever reads the log within 15 minutes could otherwise sign in with the link."""
+    client.get("/login/magic/magic-link-secret-token")
+    (line,) = [json.loads(x) for x in log_lines if json.loads(x)["msg"] == "request"]
+    assert line["path"] == "/login/magic/[redacted]"
+    assert "magic-link-secret-token" not in "\n".join(log_lines)
