@@ -65,7 +65,8 @@ async def stripe_webhook(request: Request) -> Response:
             await _publish(request, result)
         except Exception:
             # The payment is committed; a redelivery would be a duplicate, so answering 500 would
-            # not help. The order stays paid with ``fulfilled_at`` empty, which tells it apart.
+            # not help. The order stays paid with ``fulfilled_at`` empty, and the recovery sweep
+            # (server/orders/recovery.py) fulfils it.
             log.exception(
                 "fulfilment failed after commit", extra={**extra, "order_id": result.order_id}
             )
