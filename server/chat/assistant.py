@@ -27,7 +27,12 @@ class ShopContext:
     require_name: bool = False
     fulfillment_modes: tuple[str, ...] = ("pickup",)
     paused: bool = False  # ordering paused by the owner, or outside opening hours
-    paused_reason: str = ""
+    paused_reason: str = ""  # a sentence for the customer ("We open again Tuesday at 08:00.")
+
+    @property
+    def not_taking_orders(self) -> str:
+        """What the customer is told when an order cannot be taken now."""
+        return " ".join(["Sorry, we're not taking orders right now.", self.paused_reason]).strip()
 
 
 @dataclass

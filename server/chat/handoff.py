@@ -20,8 +20,10 @@ from server.chat.cashier import (
     name_from_answer,
     offline_draft,
 )
+from server.ids import utcnow
 from server.orders.cart import Cart, Line
 from server.orders.create import OrderDraftError, create_order, order_to_json, price_items
+from server.shops.hours import is_open
 
 EMPTY_CART = "Your cart is empty. What would you like to order?"
 ASK_NAME = "What name should I put the order under?"
@@ -32,7 +34,8 @@ ORDER_PLACED = (
 
 
 def paused_reply(shop: ShopContext) -> str:
-    return f"Sorry, {shop.name} is not taking orders right now. Please try again later."
+    later = shop.paused_reason or "Please try again later."
+    return f"Sorry, {shop.name} is not taking orders right now. {later}"
 
 
 def order_summary(lines: list[Line], currency: str) -> str:
@@ -143,7 +146,8 @@ async def _complete(
 
     def create(session: Any) -> dict[str, Any] | None:
         shop = session.get(models.Shop, ctx.shop.shop_id)
-        if shop is None or shop.paused:
+        # Paused, or closed since the turn began: no order.
+        if shop is None or shop.paused or not is_open(shop.opening_hours, utcnow())[0]:
             return None
         order = create_order(
             session,

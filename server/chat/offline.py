@@ -223,11 +223,7 @@ class _Conversation:
     def add_items(self, items: list[ItemRequest]) -> None:
         """Add what can be added; ask about the first item that needs a choice."""
         if self.shop.paused:
-            reason = f" {self.shop.paused_reason}" if self.shop.paused_reason else ""
-            self.say(
-                f"Sorry, we're not taking orders right now.{reason} "
-                "I'm happy to answer questions about the menu."
-            )
+            self.say(self.shop.not_taking_orders + " I'm happy to answer questions about the menu.")
             return
         # Add everything clear first, then ask about the first item that needs an answer.
         unclear = [item for item in items if self.question_for(item) is not None]
@@ -551,8 +547,7 @@ class _Conversation:
 
     def checkout(self) -> None:
         if self.shop.paused:
-            reason = f" {self.shop.paused_reason}" if self.shop.paused_reason else ""
-            self.say(f"Sorry, we're not taking orders right now.{reason}")
+            self.say(self.shop.not_taking_orders)
             return
         if self.cart.empty:
             self.say("Your cart is empty — what would you like?")
@@ -732,7 +727,7 @@ class _Conversation:
         if quantity is None and not options:
             return False
         if self.shop.paused and quantity is not None and quantity > target.quantity:
-            self.say(f"Sorry, we're not taking orders right now. {self.shop.paused_reason}")
+            self.say(self.shop.not_taking_orders)
             return True
         merged = [s.to_json() for s in target.options]
         groups = {o["group"] for o in options}

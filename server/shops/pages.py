@@ -26,7 +26,9 @@ from starlette.routing import BaseRoute, Route
 
 from server.catalog.money import exponent
 from server.db import Database
+from server.ids import utcnow
 from server.models import Shop
+from server.shops.hours import is_open
 
 WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget"
 ASSETS = {"widget.js": "loader.js", "chat.js": "chat.js", "chat.css": "chat.css"}
@@ -187,6 +189,7 @@ def pick_lang(request: Request) -> str:
 def app_config(shop: Shop, *, mode: str, lang: str, parent: str) -> dict[str, Any]:
     """What the chat app needs at start; rendered as inert JSON inside the page."""
     currency = (shop.currency or "usd").lower()
+    open_now, closed_reason = is_open(shop.opening_hours, utcnow())
     return {
         "shop_id": shop.id,
         "name": shop.name,
@@ -197,6 +200,9 @@ def app_config(shop: Shop, *, mode: str, lang: str, parent: str) -> dict[str, An
         if re.fullmatch(r"#[0-9a-fA-F]{3,8}", shop.theme_color or "")
         else "#2f6f4f",
         "paused": bool(shop.paused),
+        # Outside opening hours the chat still answers questions but takes no orders.
+        "open": open_now,
+        "closed_reason": closed_reason,
         "mode": mode,
         "lang": lang,
         "parent": parent,

@@ -1,0 +1,85 @@
+"""Opening hours: is the shop open at a given moment, and if not, when does it open again.
+
+``Shop.opening_hours`` is what the dashboard's settings form writes
+(:func:`server.owners.shop_form.parse_opening_hours`)::
+
+    {"tz": "Europe/Paris", "mon": [["08:00", "12:00"], ["13:00", "17:00"]], "tue": [], ...}
+
+An empty mapping means no schedule: always open. A day with no ranges (or missing) is closed.
+A range ending at ``24:00`` runs to midnight; one that ends at or before its start
+(``22:00-02:00``) runs past midnight into the next day. Pure functions, no I/O; a malformed
+range is ignored rather than failing a customer's message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+DAY_MINUTES = 24 * 60
+_TIME = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+
+
+def _minutes(text: Any) -> int | None:
+    m = _TIME.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        return None
+    value = int(m.group(1)) * 60 + int(m.group(2))
+    return value if value <= DAY_MINUTES else None
+
+
+def _ranges(hours: Mapping[str, Any], day: int) -> list[tuple[int, int]]:
+    """The day's ranges as minutes from midnight; an overnight end is past ``DAY_MINUTES``."""
+    out = []
+    raw = hours.get(DAYS[day % 7])
+    for pair in raw if isinstance(raw, list) else []:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            continue
+        start, end = _minutes(pair[0]), _minutes(pair[1])
+        if start is None or end is None or start >= DAY_MINUTES:
+            continue
+        if end <= start:
+            end += DAY_MINUTES  # 22:00-02:00 closes at 02:00 the next day
+        out.append((start, end))
+    return sorted(out)
+
+
+def _zone(hours: Mapping[str, Any]) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(hours.get("tz") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def is_open(hours: Mapping[str, Any] | None, now: datetime) -> tuple[bool, str]:
+    """``(True, "")`` when open at ``now`` (an aware datetime), else ``(False, reason)`` with a
+    sentence for the customer: "We're closed; we open again Tuesday at 08:00."
+
+    Times are the shop's local wall-clock times in ``hours["tz"]``.
+    """
+    if not hours or not any(d in hours for d in DAYS):
+        return True, ""  # no schedule: always open
+    zone = _zone(hours)
+    local = now.astimezone(zone)
+    # Local wall-clock minutes since midnight; compared with the schedule's wall-clock times.
+    minute = local.hour * 60 + local.minute
+    weekday = local.weekday()
+    for start, end in _ranges(hours, weekday):
+        if start <= minute < end:
+            return True, ""
+    for _start, end in _ranges(hours, weekday - 1):
+        if end > DAY_MINUTES and minute < end - DAY_MINUTES:
+            return True, ""  # yesterday's overnight range
+    for offset in range(8):
+        for start, _end in _ranges(hours, weekday + offset):
+            if offset == 0 and start <= minute:
+                continue
+            when = "today" if offset == 0 else DAY_NAMES[(weekday + offset) % 7]
+            clock = f"{start // 60:02d}:{start % 60:02d}"
+            return False, f"We're closed; we open again {when} at {clock}."
+    return False, "We're closed."
