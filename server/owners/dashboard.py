@@ -115,7 +115,9 @@ async def shop_settings_submit(request: Request, owner: Owner) -> Response:
     with request.app.state.db.write() as s:
         shop = owned_shop(s, owner.id, request.path_params["shop_id"])
         changes, errors = parse_shop_settings(
-            fields, currency_locked=shop.live_catalog_version is not None
+            fields,
+            currency_locked=shop.live_catalog_version is not None,
+            allow_private_urls=not request.app.state.settings.production,
         )
         if not errors:
             if changes["notify_webhook_url"] and not changes["notify_webhook_secret"]:

@@ -6,7 +6,9 @@ a sentence per invalid field; ``settings_form_values(shop)`` does the reverse fo
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -28,13 +30,32 @@ _CURRENCY = re.compile(r"^[a-z]{3}$")
 _STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{6,60}$")
 
 
+def _private_host(host: str) -> bool:
+    """``localhost`` or a literal IP that is not a public unicast address."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the resolver also reads "2130706433", "127.1" and "0x7f.1" as IPv4 addresses
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
 def parse_shop_settings(
-    fields: Mapping[str, Any], *, currency_locked: bool = False
+    fields: Mapping[str, Any], *, currency_locked: bool = False, allow_private_urls: bool = False
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Column values for :class:`server.models.Shop` and errors by field name.
 
     Checkboxes are present when ticked; ``fulfillment_modes`` may be a list. ``currency_locked``
-    keeps the currency once a catalog exists (its prices are minor units of that currency)."""
+    keeps the currency once a catalog exists (its prices are minor units of that currency).
+    ``allow_private_urls`` (development) lets the notification webhook point at this machine
+    or the local network."""
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
 
@@ -86,6 +107,9 @@ def parse_shop_settings(
         urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc or len(url) > 500
     ):
         errors["notify_webhook_url"] = "Use a full http(s) URL, or leave it empty."
+    elif url and not allow_private_urls and _private_host(urlparse(url).hostname or ""):
+        # The server POSTs there: anyone who can sign up must not reach our own network.
+        errors["notify_webhook_url"] = "Use a public address; local and private ones are refused."
     out["notify_webhook_url"] = url
     secret = _text(fields, "notify_webhook_secret")
     if len(secret) > 100:

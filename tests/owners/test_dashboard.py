@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from server.catalog.service import load_menu
 from server.db import Database
 from server.models import Shop
+from server.settings import Settings
 from tests.owners.helpers import make_shop, owner_id_of, session_csrf, signup
 
 MENU = b"id,name,category,price,options\nlatte,Latte,Coffee,4.50,Size: Small | Large +1.00\nscone,Scone,Bakery,3.00,\n"
@@ -275,3 +276,29 @@ def test_dashboard_script_and_style_are_served(app: Starlette) -> None:
     js = c.get("/static/dashboard.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert c.get("/static/dashboard.css").headers["content-type"].startswith("text/css")
+
+
+def test_production_refuses_a_notification_webhook_into_the_local_network(
+    settings: Settings, db: Database
+) -> None:
+    """The server POSTs to that URL; anyone can sign up, so it must not reach our network."""
+    from server.app import create_app
+
+    app = create_app(
+        settings.with_(
+            app_env="production", payments="demo", allow_demo_payments_in_production=True
+        ),
+        db=db,
+    )
+    c = TestClient(app)
+    signup(c, "ana@example.com")
+    shop_id = _create_shop(c)
+    form = {
+        "csrf_token": session_csrf(c), "name": "Ana's Cafe", "fulfillment_modes": ["pickup"],
+        "notify_webhook_url": "http://169.254.169.254/latest/meta-data/", "notify_webhook_secret": "",
+    }  # fmt: skip
+    r = c.post(f"/dashboard/shops/{shop_id}/settings", data=form, follow_redirects=False)
+    assert r.status_code == 422 and "local and private ones are refused" in r.text
+    with db.read() as s:
+        shop = s.get(Shop, shop_id)
+        assert shop is not None and not shop.notify_webhook_url

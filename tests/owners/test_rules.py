@@ -126,6 +126,13 @@ BASE = {"name": "Cafe", "fulfillment_modes": ["pickup"]}
         ({"fulfillment_modes": []}, "fulfillment_modes"),
         ({"fulfillment_modes": ["pickup", "drone"]}, "fulfillment_modes"),
         ({"notify_webhook_url": "ftp://example.com"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "http://169.254.169.254/latest/meta-data"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "http://localhost:6379/"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "http://127.1:8000/api/stripe/webhook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "http://2130706433/"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://10.0.0.7/hook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://[::1]/hook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://[::ffff:192.168.0.1]/hook"}, "notify_webhook_url"),
         (
             {"notify_webhook_url": "https://h.example.com", "notify_webhook_secret": "short"},
             "notify_webhook_secret",
@@ -161,3 +168,20 @@ def test_good_settings_become_columns() -> None:
 def test_locked_currency_is_left_alone() -> None:
     values, errors = parse_shop_settings({**BASE, "currency": "nope"}, currency_locked=True)
     assert errors == {} and "currency" not in values
+
+
+@pytest.mark.parametrize(
+    ("url", "ok_in_production"),
+    [
+        ("https://hooks.example.com/orders", True),
+        ("https://8.8.8.8/hook", True),
+        ("http://127.0.0.1:9000/hook", False),
+        ("http://192.168.1.20/hook", False),
+    ],
+)
+def test_a_local_notification_url_only_in_development(url: str, ok_in_production: bool) -> None:
+    fields = {**BASE, "notify_webhook_url": url}
+    _, errors = parse_shop_settings(fields)
+    assert ("notify_webhook_url" not in errors) is ok_in_production
+    _, errors = parse_shop_settings(fields, allow_private_urls=True)
+    assert errors == {}
