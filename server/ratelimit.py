@@ -17,12 +17,22 @@ class RateLimiter(Protocol):
         return the day's total so far (compare it with ``settings.shop_daily_tokens``)."""
         ...
 
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Take ``key`` for at most ``ttl_seconds`` (one reply per thread across every worker);
+        False while someone else holds it. Give it back with :meth:`release`."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give back a claim this limiter took (a no-op when it expired or was never taken)."""
+        ...
+
 
 class MemoryRateLimiter:
     def __init__(self, clock: object = time.monotonic) -> None:
         self._clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
         self._tokens: dict[tuple[str, str], int] = {}
+        self._claims: dict[str, float] = {}
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
         now = self._clock()  # type: ignore[operator]
@@ -44,6 +54,19 @@ class MemoryRateLimiter:
             recent = sorted({d for _, d in self._tokens})[-2:]
             self._tokens = {k: v for k, v in self._tokens.items() if k[1] in recent}
         return total
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        now = self._clock()  # type: ignore[operator]
+        until = self._claims.get(key)
+        if until is not None and until > now:
+            return False
+        self._claims[key] = now + ttl_seconds
+        if len(self._claims) > 10_000:
+            self._claims = {k: v for k, v in self._claims.items() if v > now}
+        return True
+
+    async def release(self, key: str) -> None:
+        self._claims.pop(key, None)
 
 
 def make_limiter(redis_url: str) -> RateLimiter:

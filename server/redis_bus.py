@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -291,6 +292,11 @@ if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) en
 return total
 """
 
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 TOKEN_KEY_TTL_SECONDS = 3 * 86_400
 RETRY_REDIS_AFTER_SECONDS = 1.0
 
@@ -303,6 +309,7 @@ class RedisRateLimiter:
         self.prefix = prefix
         self.fallback = MemoryRateLimiter()
         self._down_until = 0.0
+        self._claims: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis: Redis | None = None
 
@@ -352,6 +359,32 @@ class RedisRateLimiter:
             self._failed(exc)
             return await self.fallback.add_tokens(shop_id, day, n)
         return int(total)
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        """``SET NX PX``: one holder across every worker until released or expired."""
+        if self._redis_down():
+            return await self.fallback.claim(key, ttl_seconds)
+        token = uuid.uuid4().hex
+        try:
+            taken = await self._client().set(
+                f"{self.prefix}claim:{key}", token, nx=True, px=max(1, int(ttl_seconds * 1000))
+            )
+        except (*_LINK_ERRORS, RedisError) as exc:
+            self._failed(exc)
+            return await self.fallback.claim(key, ttl_seconds)
+        if taken:
+            self._claims[key] = token
+        return bool(taken)
+
+    async def release(self, key: str) -> None:
+        token = self._claims.pop(key, None)
+        await self.fallback.release(key)
+        if token is None or self._redis_down():
+            return
+        try:  # delete only our own claim (it may have expired and been taken by another)
+            await self._client().eval(_RELEASE_SCRIPT, 1, f"{self.prefix}claim:{key}", token)
+        except (*_LINK_ERRORS, RedisError) as exc:
+            self._failed(exc)
 
     async def close(self) -> None:
         if self._redis is not None and self._loop is asyncio.get_running_loop():

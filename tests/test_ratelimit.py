@@ -50,6 +50,23 @@ async def test_daily_tokens_add_up_per_shop_and_day(limiter: RateLimiter) -> Non
     assert await limiter.add_tokens("shp_2", "2026-01-01", 1) == 1
 
 
+async def test_a_claim_is_held_until_released(limiter: RateLimiter) -> None:
+    assert await limiter.claim("turn:thr_1", 30) is True
+    assert await limiter.claim("turn:thr_1", 30) is False  # a second reply must wait
+    assert await limiter.claim("turn:thr_2", 30) is True  # other threads are free
+    await limiter.release("turn:thr_1")
+    assert await limiter.claim("turn:thr_1", 30) is True
+
+
+async def test_a_claim_expires(limiter: RateLimiter) -> None:
+    """A worker that died holding a claim does not block the thread forever."""
+    import asyncio
+
+    assert await limiter.claim("turn:thr_x", 0.05) is True
+    await asyncio.sleep(0.2)
+    assert await limiter.claim("turn:thr_x", 30) is True
+
+
 async def test_memory_window_resets_after_the_window() -> None:
     clock = FakeClock()
     lim = MemoryRateLimiter(clock=clock)
@@ -76,6 +93,14 @@ async def test_redis_limit_is_shared_by_two_processes() -> None:
         assert allowed == 4
         assert await a.add_tokens("shp", "2026-01-01", 10) == 10
         assert await b.add_tokens("shp", "2026-01-01", 5) == 15
+        # One reply per thread across workers: B cannot claim what A holds; A's release frees it,
+        # and B's release does not drop a claim it does not hold.
+        assert await a.claim("turn:thr_9", 30) is True
+        assert await b.claim("turn:thr_9", 30) is False
+        await b.release("turn:thr_9")
+        assert await b.claim("turn:thr_9", 30) is False
+        await a.release("turn:thr_9")
+        assert await b.claim("turn:thr_9", 30) is True
     finally:
         await a.close()
         await b.close()
