@@ -99,9 +99,19 @@ def client_ip(request: Request) -> str:
 
 async def read_json(request: Request, *, max_bytes: int = 64_000) -> dict[str, Any]:
     """Read a JSON object body with a size cap; clear errors for anything else."""
-    body = await request.body()
-    if len(body) > max_bytes:
-        raise PayloadTooLarge(f"Request body is larger than {max_bytes} bytes.")
+    too_large = PayloadTooLarge(f"Request body is larger than {max_bytes} bytes.")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise too_large
+    # Read in chunks and stop at the cap: a chunked upload must not fill the memory first.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         data = json.loads(body or b"{}")
     except ValueError:  # bad JSON, bad UTF-8, or a number past int's 4300-digit limit

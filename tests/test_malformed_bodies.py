@@ -142,3 +142,25 @@ def test_a_lone_surrogate_is_a_400_not_a_failed_turn_or_a_500(
             r = http.post(path, content=body, headers={"content-type": "application/json"})
             assert r.status_code == 400, (path, r.status_code, r.text[:200])
             assert r.json()["detail"] == "Request body is not valid UTF-8 text."
+
+
+def test_a_huge_chunked_body_is_refused_before_it_is_all_read() -> None:
+    """Without a Content-Length the cap is checked while reading, not after."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from server.errors import PayloadTooLarge
+    from server.http import read_json
+
+    pulled = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1  # 640 MB if it were all read
+        return {"type": "http.request", "body": b" " * 65_536, "more_body": pulled < 10_000}
+
+    scope = {"type": "http", "method": "POST", "headers": [], "path": "/", "query_string": b""}
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(read_json(Request(scope, receive), max_bytes=64_000))
+    assert pulled <= 2
