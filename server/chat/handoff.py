@@ -21,7 +21,7 @@ from server.chat.cashier import (
     offline_draft,
 )
 from server.ids import utcnow
-from server.orders.cart import Cart, Line
+from server.orders.cart import Cart, CartError, Line, make_line
 from server.orders.create import OrderDraftError, create_order, order_to_json, price_items
 from server.shops.hours import is_open
 
@@ -36,6 +36,37 @@ ORDER_PLACED = (
 def paused_reply(shop: ShopContext) -> str:
     later = shop.paused_reason or "Please try again later."
     return f"Sorry, {shop.name} is not taking orders right now. {later}"
+
+
+def unorderable(menu: Any, items: list[dict[str, Any]]) -> str:
+    """Why ``items`` cannot be ordered now, in the customer's words ("Croissant is sold out
+    right now."), rather than the draft checker's "Item 2: ..." meant for the model."""
+    problems = []
+    for item in items:
+        product = menu.get(str(item.get("product_id")))
+        if product is None:
+            problems.append(f"{item.get('name') or 'An item'} is no longer on the menu.")
+        elif not product.available:
+            problems.append(f"{product.name} is sold out right now.")
+        else:
+            try:
+                make_line(
+                    menu,
+                    "l1",
+                    product.id,
+                    item.get("quantity"),
+                    item.get("options") or None,
+                    item.get("note"),
+                )
+            except CartError as err:
+                problems.append(str(err))
+    return " ".join(dict.fromkeys(problems))
+
+
+def cannot_order(menu: Any, lines: list[Line], err: OrderDraftError) -> str:
+    items = [{**line_item(line), "name": line.name} for line in lines]
+    why = unorderable(menu, items) or str(err)
+    return f"Sorry, I can't place this order: {why} Please change it and try again."
 
 
 def order_summary(lines: list[Line], currency: str) -> str:
@@ -75,7 +106,7 @@ async def hand_off(
         # since it went in) stays with the Waiter, where it can be changed.
         price_items(ctx.menu, [line_item(line) for line in cart.lines])
     except OrderDraftError as err:
-        await reply.say(f"Sorry, I cannot place this order: {err} Please change it and try again.")
+        await reply.say(cannot_order(ctx.menu, list(cart.lines), err))
         return
 
     def clone(session: Any) -> str:
@@ -112,7 +143,8 @@ async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
         except OrderDraftError as err:
             # The menu changed since: the cart is checked again when they confirm anew.
             await runner.write_db(lambda s: threads.save_thread_state(s, thread.id, state={}))
-            await reply.say(f"Sorry, your order changed on the menu: {err}")
+            why = unorderable(ctx.menu, state.get("items") or []) or str(err)
+            await reply.say(f"Sorry, your order changed on the menu: {why}")
         else:
             fulfillment = {**(state.get("fulfillment") or {}), "name": name}
             draft = Draft(lines, fulfillment, state.get("customer_note"))
@@ -134,7 +166,7 @@ async def _complete(
         # cannot be ordered, and every price is the catalog's.
         lines = price_items(ctx.menu, [line_item(line) for line in draft.lines])
     except OrderDraftError as err:
-        await reply.say(f"Sorry, I cannot place this order: {err} Please change it and try again.")
+        await reply.say(cannot_order(ctx.menu, list(draft.lines), err))
         await reply.store(targets)
         return
     if ctx.shop.require_name and not draft.fulfillment.get("name"):

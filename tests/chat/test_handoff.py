@@ -256,7 +256,11 @@ def test_a_product_sold_out_since_it_was_added_is_not_ordered(
     sell_out(db, shop.id, "croissant")
     ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
     stream = post_chat(base, shop.id, message="that's all", **ids)
-    assert not stream.of("order") and "sold out" in stream.text
+    assert not stream.of("order")
+    assert stream.text == (
+        "Sorry, I can't place this order: Croissant is sold out right now. "
+        "Please change it and try again."
+    )
     assert not stream.of("handoff")  # the cart stays with the Waiter, to be changed
     assert stream.events[-1].event == "done"
     post_chat(base, shop.id, message="remove the croissant", **ids)
@@ -329,3 +333,20 @@ def test_a_model_that_answers_the_confirming_message_with_a_question_does_not_ha
     fake_openai.add_text(draft([item("croissant", 1), item("latte", 1, LARGE_OAT)]))
     order = check_order(post_chat(base, shop.id, message="that's all", **ids))
     assert order["total"] == 325 + 610
+
+
+def test_a_product_sold_out_while_the_cashier_asks_for_a_name_is_said_plainly(
+    settings: Any, db: Any, serve: Any
+) -> None:
+    shop = make_shop(db, coffee_menu(), require_name=True)
+    base = serve(create_app(settings, db=db))
+    first = post_chat(base, shop.id, message="an espresso and a croissant")
+    token = first.thread["thread_token"]
+    asked = post_chat(
+        base, shop.id, message="that's all", thread_id=first.thread["thread_id"], thread_token=token
+    )
+    cashier = {"thread_id": asked.of("handoff")[0].data["thread_id"], "thread_token": token}
+    sell_out(db, shop.id, "croissant")
+    named = post_chat(base, shop.id, message="Ana", **cashier)
+    assert not named.of("order")
+    assert named.text == "Sorry, your order changed on the menu: Croissant is sold out right now."
