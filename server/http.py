@@ -63,7 +63,13 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if incoming.isascii() and 8 <= len(incoming) <= 64 and incoming.replace("-", "").replace("_", "").isalnum() else new_id("req", 12)
+        rid = (
+            incoming
+            if incoming.isascii()
+            and 8 <= len(incoming) <= 64
+            and incoming.replace("-", "").replace("_", "").isalnum()
+            else new_id("req", 12)
+        )
         scope.setdefault("state", {})["request_id"] = rid
         start = time.perf_counter()
 
