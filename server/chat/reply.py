@@ -63,12 +63,23 @@ class Reply:
         self.stored_parts = len(self.parts)
         return text
 
-    def _save_message(self, session: Any, thread_ids: list[str], text: str, complete: bool) -> None:
+    def _save_message(
+        self,
+        session: Any,
+        thread_ids: list[str],
+        text: str,
+        complete: bool,
+        counted: str | None = None,
+    ) -> None:
+        """One assistant message in each thread; ``counted`` is a thread whose message count
+        the caller advances itself (in the UPDATE that stores the turn's last events)."""
         ids = []
         for thread_id in thread_ids:
-            message = threads.add_message(session, thread_id, "assistant", text, complete=complete)
-            threads.count_message(session, thread_id)
-            ids.append(message.id)
+            ids.append(
+                threads.insert_message(session, thread_id, "assistant", text, complete=complete)
+            )
+            if thread_id != counted:
+                threads.count_message(session, thread_id)
         self.message_id = ids[0]
 
     async def store(self, thread_ids: list[str], *, complete: bool = True) -> int | None:
@@ -91,15 +102,17 @@ class Reply:
         self.closed = True
 
         def write(session: Any) -> dict[str, Any]:
+            counted = 0
             if text:
-                self._save_message(session, thread_ids, text, complete)
+                self._save_message(session, thread_ids, text, complete, counted=thread_id)
+                counted = int(thread_id in thread_ids)
             for op in ops:
                 op(session)
             if tokens and shop_id:
                 threads.add_usage(session, shop_id, threads.today(), tokens)
             payload = data(self.message_id) if callable(data) else data
             record = {"seq": seq, "event": event, "data": payload}
-            threads.store_events(session, thread_id, [*pending, record])
+            threads.store_events(session, thread_id, [*pending, record], messages=counted)
             return record
 
         await self.runner.opened(thread_id)

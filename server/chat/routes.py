@@ -25,7 +25,7 @@ from server.shutdown import shutting_down
 
 
 def _event_stream(
-    request: Request, source: Callable[[asyncio.Event], AsyncIterator[dict[str, Any]]]
+    request: Request, source: Callable[[asyncio.Event], AsyncIterator[Any]]
 ) -> Response:
     """An SSE response whose source watches the app's shutdown flag itself (cheaper per event
     than a relay task): on shutdown it ends with a final retryable error event."""

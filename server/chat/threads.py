@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, update
-from sqlmodel import Session, select
+from sqlalchemy import case, func, insert, update
+from sqlmodel import Session, col, select
 
 from server import models
 from server.catalog.model import Menu
@@ -23,6 +23,9 @@ from server.ids import hash_token, iso, new_id, new_token, tokens_equal, utcnow
 from server.orders.cart import Cart
 
 THREAD_NOT_FOUND = "No such conversation."
+_THREAD = models.Thread.__table__  # type: ignore[attr-defined]
+_MESSAGE = models.Message.__table__  # type: ignore[attr-defined]
+_THREAD_EVENT = models.ThreadEvent.__table__  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- commands
@@ -89,6 +92,25 @@ def add_message(
     return message
 
 
+def insert_message(
+    session: Session, thread_id: str, role: str, content: str, *, complete: bool = True
+) -> int:
+    """Like :func:`add_message`, as one plain INSERT (no ORM object to track); the new id."""
+    result = session.execute(
+        insert(_MESSAGE),
+        {
+            "thread_id": thread_id,
+            "role": role,
+            "content": content,
+            "tool_calls": None,
+            "tool_call_id": None,
+            "complete": complete,
+            "created_at": utcnow(),
+        },
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
 def count_message(session: Session, thread_id: str) -> None:
     session.execute(
         update(models.Thread)
@@ -103,8 +125,9 @@ def insert_events(session: Session, rows: list[tuple[str, dict[str, Any]]]) -> N
     if not rows:
         return
     now = utcnow()
+    # A Core executemany on the table: the ORM's bulk path costs more than the insert.
     session.execute(
-        insert(models.ThreadEvent),
+        insert(_THREAD_EVENT),
         [
             {
                 "thread_id": thread_id,
@@ -118,17 +141,23 @@ def insert_events(session: Session, rows: list[tuple[str, dict[str, Any]]]) -> N
     )
 
 
-def store_events(session: Session, thread_id: str, events: list[dict[str, Any]]) -> None:
-    """Append ``[{seq, event, data}]`` to the thread's log and advance ``last_seq``."""
-    if not events:
+def store_events(
+    session: Session, thread_id: str, events: list[dict[str, Any]], *, messages: int = 0
+) -> None:
+    """Append ``[{seq, event, data}]`` to the thread's log and advance ``last_seq``; with
+    ``messages``, count that many new messages in the same UPDATE."""
+    if not events and not messages:
         return
     insert_events(session, [(thread_id, e) for e in events])
-    last = max(e["seq"] for e in events)
-    session.execute(
-        update(models.Thread)
-        .where(models.Thread.id == thread_id, models.Thread.last_seq < last)  # type: ignore[arg-type]
-        .values(last_seq=last)
-    )
+    T = models.Thread
+    values: dict[str, Any] = {}
+    if events:
+        last = max(e["seq"] for e in events)
+        values["last_seq"] = case((col(T.last_seq) < last, last), else_=col(T.last_seq))
+    if messages:
+        values["message_count"] = col(T.message_count) + messages
+        values["updated_at"] = utcnow()
+    session.execute(update(T).where(col(T.id) == thread_id).values(**values))
 
 
 def open_turn(
@@ -141,13 +170,34 @@ def open_turn(
     message: str,
 ) -> int | None:
     """Store the customer's message, creating the thread first when ``new_token`` is given
-    (a new thread, with the id the turn already uses). Returns the message id."""
+    (a new thread, with the id the turn already uses). Returns the message id.
+
+    Plain INSERTs: a new thread is written already counting its first message."""
     if new_token is not None:
-        create_thread(session, shop_id, new_token, client_ip, thread_id=thread_id)
+        now = utcnow()
+        session.execute(
+            insert(_THREAD),
+            {
+                "id": thread_id,
+                "shop_id": shop_id,
+                "token_hash": hash_token(new_token),
+                "role": "waiter",
+                "parent_id": None,
+                "cart": {},
+                "state": {},
+                "order_id": None,
+                "message_count": 1 if message else 0,
+                "last_seq": 0,
+                "client_ip": client_ip[:64],
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
     if not message:
         return None
-    message_id = add_message(session, thread_id, "user", message).id
-    count_message(session, thread_id)
+    message_id = insert_message(session, thread_id, "user", message)
+    if new_token is None:
+        count_message(session, thread_id)
     return message_id
 
 

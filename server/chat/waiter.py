@@ -9,6 +9,7 @@ most ``settings.llm_max_tool_rounds`` rounds per customer message. Provider fail
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import openai
 
 from server.catalog.model import Menu, Product
 from server.catalog.money import format_amount
@@ -144,6 +146,45 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
+async def sse_chunks(response: Any, request: Any) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of a Chat Completions stream, up to ``[DONE]``.
+
+    Reads the body to its end (an HTTP/1.1 connection is reused only then). A chunk carrying
+    an ``error`` raises :class:`openai.APIError`, as the SDK's own stream does."""
+    data: list[str] = []
+    done = False
+    async for line in _lines_then_blank(response):
+        if done:
+            continue  # read to the end, ignoring anything after [DONE]
+        if line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+            continue
+        if line or not data:
+            continue  # ``event:``, ``id:``, comments; or the end of an event with no data
+        payload = "\n".join(data)
+        data = []
+        if payload.startswith("[DONE]"):
+            done = True
+            continue
+        chunk = json.loads(payload)
+        if not isinstance(chunk, dict):
+            continue
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else None
+            if not isinstance(message, str) or not message:
+                message = "An error occurred during streaming"
+            raise openai.APIError(message, request, body=error)
+        yield chunk
+
+
+async def _lines_then_blank(response: Any) -> AsyncIterator[str]:
+    """The body's lines and then an empty one, which ends an event cut off at the end."""
+    async for line in response.aiter_lines():
+        yield line
+    yield ""
+
+
 class OpenAIWaiter:
     """Implements the :class:`~server.chat.assistant.Waiter` protocol over Chat Completions."""
 
@@ -207,35 +248,47 @@ class OpenAIWaiter:
     ) -> AsyncIterator[AssistantEvent]:
         """One model round: yields text and usage; fills ``calls`` (joined by index)."""
         # The SDK's timeout bounds the connect and each read; this deadline bounds the reply.
-        deadline = asyncio.get_running_loop().time() + self.settings.llm_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.llm_timeout
         try:
-            stream = await self.llm.client.chat.completions.create(
+            # The SDK still sends the request (retries, timeouts, error statuses), but the
+            # stream is read raw: one ``json.loads`` per chunk instead of building pydantic
+            # models for every token. The tool schemas go in ``extra_body``, which the SDK
+            # sends as they are instead of walking them against its type hints every call.
+            async with self.llm.client.chat.completions.with_streaming_response.create(
                 model=self.llm.model,
                 messages=messages,
-                tools=TOOL_SCHEMAS,
                 stream=True,
                 stream_options={"include_usage": True},
                 max_tokens=self.settings.llm_max_output_tokens,
-            )
-            async with stream:
-                async for chunk in stream:
-                    if asyncio.get_running_loop().time() > deadline:
+                extra_body={"tools": TOOL_SCHEMAS},
+            ) as response:
+                async for chunk in sse_chunks(response.http_response, response.http_request):
+                    if loop.time() > deadline:
                         raise TimeoutError("reply deadline")
-                    if chunk.usage is not None:
-                        yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    if not chunk.choices:
+                    usage = chunk.get("usage")
+                    if usage:
+                        yield Usage(
+                            int(usage.get("prompt_tokens") or 0),
+                            int(usage.get("completion_tokens") or 0),
+                        )
+                    choices = chunk.get("choices")
+                    if not choices:
                         continue
-                    delta = chunk.choices[0].delta
-                    if delta.content:
-                        text.append(delta.content)
-                        yield TextDelta(delta.content)
-                    for tc in delta.tool_calls or []:
-                        call = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                        call["id"] = call["id"] or tc.id or ""
-                        if tc.function is not None:
+                    delta = choices[0].get("delta") or {}
+                    content = delta.get("content")
+                    if content:
+                        text.append(content)
+                        yield TextDelta(content)
+                    for tc in delta.get("tool_calls") or ():
+                        index = int(tc.get("index") or 0)
+                        call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                        call["id"] = call["id"] or tc.get("id") or ""
+                        function = tc.get("function")
+                        if function:
                             # id and name come first; some servers repeat the name later.
-                            call["name"] = call["name"] or tc.function.name or ""
-                            call["arguments"] += tc.function.arguments or ""
+                            call["name"] = call["name"] or function.get("name") or ""
+                            call["arguments"] += function.get("arguments") or ""
         except PROVIDER_ERRORS as err:
             log.warning("llm call failed", extra={"error": repr(err)[:300]})
             raise as_unavailable(err) from err
