@@ -33,6 +33,12 @@ ORDER_PLACED = (
 )
 
 
+async def _say(reply: Any, text: str) -> None:
+    """Say ``text``, a space apart from what the Waiter said earlier in the same turn."""
+    last = reply.parts[-1] if reply.parts else ""
+    await reply.say((" " if last and not last[-1].isspace() else "") + text)
+
+
 def paused_reply(shop: ShopContext) -> str:
     later = shop.paused_reason or "Please try again later."
     return f"Sorry, {shop.name} is not taking orders right now. {later}"
@@ -95,18 +101,21 @@ async def hand_off(
     use_llm: bool,
 ) -> None:
     """The customer confirmed: clone the thread, run the Cashier, store the order."""
+    said = "".join(reply.parts)
     if ctx.shop.paused:
-        await reply.say(paused_reply(ctx.shop))
+        if "not taking orders" not in said:  # the Waiter may have said so already
+            await _say(reply, paused_reply(ctx.shop))
         return
     if cart.empty:
-        await reply.say(EMPTY_CART)
+        if not said:  # else the Waiter just answered about this very cart
+            await _say(reply, EMPTY_CART)
         return
     try:
         # Checked before the handoff, so a cart that cannot be ordered (a product sold out
         # since it went in) stays with the Waiter, where it can be changed.
         price_items(ctx.menu, [line_item(line) for line in cart.lines])
     except OrderDraftError as err:
-        await reply.say(cannot_order(ctx.menu, list(cart.lines), err))
+        await _say(reply, cannot_order(ctx.menu, list(cart.lines), err))
         return
 
     def clone(session: Any) -> str:
@@ -136,7 +145,7 @@ async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
     thread = ctx.thread
     state = thread.state or {}
     if thread.order_id:
-        await reply.say(ORDER_PLACED)
+        await _say(reply, ORDER_PLACED)
     elif state.get("awaiting") == "name" and (name := name_from_answer(req.message)):
         try:
             lines = price_items(ctx.menu, state.get("items"))
@@ -144,7 +153,7 @@ async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
             # The menu changed since: the cart is checked again when they confirm anew.
             await runner.write_db(lambda s: threads.save_thread_state(s, thread.id, state={}))
             why = unorderable(ctx.menu, state.get("items") or []) or str(err)
-            await reply.say(f"Sorry, your order changed on the menu: {why}")
+            await _say(reply, f"Sorry, your order changed on the menu: {why}")
         else:
             fulfillment = {**(state.get("fulfillment") or {}), "name": name}
             draft = Draft(lines, fulfillment, state.get("customer_note"))
@@ -166,13 +175,13 @@ async def _complete(
         # cannot be ordered, and every price is the catalog's.
         lines = price_items(ctx.menu, [line_item(line) for line in draft.lines])
     except OrderDraftError as err:
-        await reply.say(cannot_order(ctx.menu, list(draft.lines), err))
+        await _say(reply, cannot_order(ctx.menu, list(draft.lines), err))
         await reply.store(targets)
         return
     if ctx.shop.require_name and not draft.fulfillment.get("name"):
         state = _draft_state(draft)
         await runner.write_db(lambda s: threads.save_thread_state(s, cashier_id, state=state))
-        await reply.say(ASK_NAME)
+        await _say(reply, ASK_NAME)
         await reply.store(targets)
         return
 
@@ -197,8 +206,8 @@ async def _complete(
 
     order = await runner.write_db(create)
     if order is None:
-        await reply.say(paused_reply(ctx.shop))
+        await _say(reply, paused_reply(ctx.shop))
         return
-    await reply.say(order_summary(lines, ctx.menu.currency))
+    await _say(reply, order_summary(lines, ctx.menu.currency))
     await reply.store(targets)
     await reply.event("order", {"order": order})

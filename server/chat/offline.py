@@ -143,6 +143,8 @@ class _Conversation:
         self.asked_more = bool(self.state.pop("asked_more", False))
         self.topic: dict[str, Any] | None = self.state.pop("topic", None)
         self.items_added = False
+        # "an espresso, that's all": add it and check out, without asking for anything else.
+        self.confirming = ph.is_checkout_phrase(self.turn.message)
 
     # ------------------------------------------------------------ output helpers
 
@@ -238,7 +240,7 @@ class _Conversation:
             else:
                 self.ask_option(self.product(first.product_ids[0]), first, missing, unclear[1:])
             return
-        if self.items_added:
+        if self.items_added and not self.confirming:
             self.say(self.subtotal() + " Anything else? Say \"that's all\" when you're ready.")
             self.state["asked_more"] = True
 
@@ -425,7 +427,7 @@ class _Conversation:
         """Handle the message; False when nothing in it was understood."""
         norm = self.norm
         items = parse_items(self.idx, self.words)
-        checkout = ph.is_checkout_phrase(self.turn.message)
+        checkout = self.confirming
         if self.note and not items and self.cart.empty:
             self.say('Tell me the item with its note, for example "a latte, note: extra hot".')
             return True
@@ -553,8 +555,8 @@ class _Conversation:
             self.say("Your cart is empty — what would you like?")
             return
         self.state.pop("pending", None)
-        lines = "; ".join(describe(line) for line in self.cart.lines)
-        self.say(f"Great! Your order: {lines}. {self.subtotal()} Let's check out.")
+        # The Cashier follows at once with the order and its total.
+        self.say("Great, let's check out.")
         self.outputs.append(Checkout())
 
     def clear(self) -> None:

@@ -11,6 +11,7 @@ from server import models
 from server.catalog.model import Menu, Product
 from server.orders.create import order_schema
 from tests.chat.helpers import make_shop, post_chat
+from tests.orders.menus import coffee_menu
 
 
 def test_two_large_oat_lattes_and_a_croissant_then_thats_all(
@@ -83,3 +84,28 @@ def test_a_question_in_the_confirming_message_is_answered_before_checkout(
     order = done.of("order")[0].data["order"]
     assert [i["product_id"] for i in order["items"]] == ["croissant", "green-tea"]
     assert order["total"] == 325 + 300
+
+
+def test_the_waiter_and_the_cashier_speak_once_each_in_one_reply(
+    app: Starlette, serve: Any, shop: models.Shop, db: Any
+) -> None:
+    base = serve(app)
+    first = post_chat(base, shop.id, message="an espresso")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    done = post_chat(base, shop.id, message="and a croissant, that's all", **ids)
+    assert done.text == (
+        "Added 1 x Croissant: $3.25. Great, let's check out. "
+        "Here is your order: 1 x Espresso; 1 x Croissant. Total $6.25. Use the Pay button to pay."
+    )
+    # Emptied in the confirming message: the Waiter says so, once.
+    first = post_chat(base, shop.id, message="an espresso")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    empty = post_chat(base, shop.id, message="remove the espresso, that's all", **ids)
+    assert empty.text == "Removed 1 x Espresso. Your cart is empty."
+    assert not empty.of("handoff")
+    # A paused shop: one apology, not the Waiter's and then the Cashier's.
+    paused = make_shop(db, coffee_menu(), paused=True)
+    refused = post_chat(base, paused.id, message="an espresso, that's all")
+    assert refused.text == (
+        "Sorry, we're not taking orders right now. I'm happy to answer questions about the menu."
+    )
