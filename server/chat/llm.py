@@ -42,7 +42,8 @@ def as_unavailable(err: BaseException) -> LLMUnavailable:
         openai.APITimeoutError | httpx.TimeoutException | httpx2.TimeoutException | TimeoutError,
     ):
         return LLMUnavailable("The assistant took too long to answer.", status=status)
-    return LLMUnavailable(f"The assistant service failed ({type(err).__name__}).", status=status)
+    # The customer reads this; the error itself is logged where it was caught.
+    return LLMUnavailable("The assistant is unavailable right now.", status=status)
 
 
 @dataclass

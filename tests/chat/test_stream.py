@@ -184,6 +184,9 @@ def test_upstream_drop_mid_reply_ends_with_an_error_and_keeps_the_partial_reply(
     assert stream.events[-1].event == "error"
     error = stream.events[-1].data
     assert error["code"] == "upstream_error" and error["retryable"] is True
+    assert error["message"] == (
+        "The assistant is unavailable right now. Please send your message again."
+    )
     assert stream.text == "Our lattes are"
     tid, token = stream.thread["thread_id"], stream.thread["thread_token"]
     view = _thread(base, shop.id, tid, token).json()
