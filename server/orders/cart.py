@@ -15,6 +15,9 @@ from server.catalog.money import format_amount
 MAX_QUANTITY = 99
 MAX_LINES = 50
 MAX_NOTE = 200
+# Stripe takes at most 99,999,999 minor units in one payment, and amounts are 32-bit integers
+# in the database: a larger cart could never be paid (on PostgreSQL it could not even be stored).
+MAX_TOTAL = 99_999_999
 
 
 class CartError(ValueError):
@@ -241,11 +244,17 @@ def make_line(
     )
 
 
+def check_total(total: int) -> None:
+    if total > MAX_TOTAL:
+        raise CartError("That makes the order too large to pay in one payment; order less.")
+
+
 def add_item(
     menu: Menu, cart: Cart, product_id: Any, quantity: Any, options: Any = None, note: Any = None
 ) -> tuple[Cart, Line]:
     """Add an item; the same product with the same options and note merges into one line."""
     line = make_line(menu, f"l{cart.next_line}", product_id, quantity, options, note)
+    check_total(cart.subtotal + line.line_total)
     for i, existing in enumerate(cart.lines):
         if existing.same_item(line):
             merged = replace(existing, quantity=check_quantity(existing.quantity + line.quantity))
@@ -275,6 +284,7 @@ def update_item(
     new_note = old.note if note is ... else note
     new_qty = old.quantity if quantity is None else quantity
     line = make_line(menu, old.line_id, old.product_id, new_qty, new_options, new_note)
+    check_total(cart.subtotal - old.line_total + line.line_total)
     lines = tuple(line if x.line_id == line_id else x for x in cart.lines)
     return replace(cart, lines=lines, catalog_version=menu.version), line
 

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from server import models
 from server.catalog.model import Menu
 from server.ids import iso, new_id, utcnow
-from server.orders.cart import Cart, CartError, Line, make_line
+from server.orders.cart import Cart, CartError, Line, check_total, make_line
 
 SCHEMA_PATH = Path(__file__).with_name("order.schema.json")
 FULFILLMENT_TYPES = ("pickup", "delivery", "table")
@@ -56,6 +56,11 @@ def price_items(menu: Menu, items: Any) -> list[Line]:
             problems.append(f"Item {i}: {err}")
             continue
         lines.append(line)
+    if not problems:
+        try:
+            check_total(sum(line.line_total for line in lines))
+        except CartError as err:
+            problems.append(str(err))
     if problems:
         raise OrderDraftError(problems)
     return lines
@@ -98,6 +103,10 @@ def create_order(
         raise OrderDraftError(["The order has no items."])
     items = [{**line.to_json(), "line_id": f"l{i}"} for i, line in enumerate(lines, start=1)]
     subtotal = sum(line.line_total for line in lines)
+    try:
+        check_total(subtotal)
+    except CartError as err:
+        raise OrderDraftError([str(err)]) from None
     note = (
         " ".join(customer_note.split())[:500]
         if isinstance(customer_note, str) and customer_note.strip()

@@ -102,3 +102,19 @@ def test_fulfillment_type_defaults_to_the_shops_first_mode(
 ) -> None:
     shop = models.Shop(id="shp_x", name="x", slug="x", fulfillment_modes=modes)
     assert normalize_fulfillment(shop, raw)["type"] == expected_type
+
+
+def test_an_order_too_large_for_one_payment_is_refused_everywhere() -> None:
+    """$999,999 is a valid catalog price, but 99 of them is more than Stripe takes in one
+    payment (99,999,999 minor units) and more than a 32-bit amount column holds."""
+    from server.orders.cart import MAX_TOTAL, Cart, CartError, add_item, update_item
+
+    menu = coffee_menu(latte_price=99_999_900)
+    cart, line = add_item(menu, Cart(currency="usd"), "latte", 1)
+    assert cart.subtotal == 99_999_900 <= MAX_TOTAL
+    with pytest.raises(CartError, match="too large to pay in one payment"):
+        add_item(menu, cart, "espresso", 1)
+    with pytest.raises(CartError, match="too large to pay in one payment"):
+        update_item(menu, cart, line.line_id, quantity=99)
+    with pytest.raises(OrderDraftError, match="too large to pay in one payment"):
+        price_items(menu, [{"product_id": "latte", "quantity": 99}])
