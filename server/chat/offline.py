@@ -279,7 +279,12 @@ class _Conversation:
             note, self.note = self.note, None  # the first item named takes the note
             cart, line = add_item(self.menu, self.cart, product.id, item.quantity, options, note)
         except CartError as err:
-            self.say(f"Sorry, I couldn't add {product.name}: {err}")
+            held = sum(ln.quantity for ln in self.cart.lines if ln.product_id == product.id)
+            if held and held + item.quantity > MAX_QUANTITY:
+                # The same item already in the cart would go past the limit: say so.
+                self.say(self.too_many(product.name, held))
+            else:
+                self.say(f"Sorry, I couldn't add {product.name}: {err}")
             return
         self.changed(cart, line)
         self.items_added = True
@@ -290,6 +295,21 @@ class _Conversation:
         if other:
             text += f" ({product.name} doesn't come with {', '.join(other)}.)"
         self.say(text)
+
+    def over_limit(self, product: Product, chosen: list[dict[str, str]], asked: str) -> Any:
+        """A group other than ``asked`` with more choices named than it allows, or None."""
+        for group in product.options:
+            named = {o["choice"] for o in chosen if o["group"] == group.name}
+            if group.name != asked and len(named) > group.max_choices:
+                return group
+        return None
+
+    def too_many(self, name: str, held: int = 0) -> str:
+        already = f", and you already have {held} in your cart" if held else ""
+        return (
+            f"Sorry, I can take at most {MAX_QUANTITY} x {name} in a chat order{already}. "
+            "For a large order, please contact the shop directly."
+        )
 
     def missing_group(self, product: Product, options: list[dict[str, str]]) -> Any:
         named = {o["group"] for o in options}
@@ -389,10 +409,20 @@ class _Conversation:
                 if self.missing_group(product, chosen) is None:  # else: the next question
                     resolve_options(product, chosen)
             except CartError as err:  # "pick at most 5": say so and ask again
+                sorry = f"Sorry, {str(err)[:1].lower()}{str(err)[1:]}"
+                over = self.over_limit(product, chosen, group.name)
+                if over is not None:
+                    # Too many of another group ("with olives, basil and mushrooms", at
+                    # most 2): this answer stands, that group is asked for again; asking
+                    # ours again would loop.
+                    self.say(sorry)
+                    drop = {w for c in over.choices for w in self.idx.canon_all(tokenize(c.name))}
+                    item.words = [w for w in item.words if w not in drop]
+                    item.override = [w for w in item.override if w not in drop]
+                    self.ask_option(product, item, over, queue)
+                    return True
                 self.state["pending"] = pending
-                self.say(
-                    f"Sorry, {str(err)[:1].lower()}{str(err)[1:]} {pending.get('question', '')}"
-                )
+                self.say(f"{sorry} {pending.get('question', '')}")
                 return True
             self.add_items([item, *queue])
             return True
@@ -730,6 +760,13 @@ class _Conversation:
             return False
         if self.shop.paused and quantity is not None and quantity > target.quantity:
             self.say(self.shop.not_taking_orders)
+            return True
+        if quantity == 0 and not options:  # "make it 0": take it off
+            self.drop_lines([target], None)
+            self.say(self.subtotal())
+            return True
+        if quantity is not None and quantity > MAX_QUANTITY:
+            self.say(self.too_many(target.name))
             return True
         merged = [s.to_json() for s in target.options]
         groups = {o["group"] for o in options}

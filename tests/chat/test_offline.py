@@ -623,3 +623,46 @@ async def test_an_answer_the_cart_refuses_gets_the_question_again() -> None:
     assert reply.startswith("Sorry, pick at most 2 Toppings") and chat.cart.empty
     await chat.say("olives and basil")
     assert chat.lines() == ["1 x Build Your Own (Olives, Basil)"]
+
+
+async def test_too_many_toppings_are_asked_again_not_the_crust_forever() -> None:
+    two = OptionGroup("Toppings", TOPPINGS.choices, min_choices=0, max_choices=2, has_default=False)
+    pizza = Product("pizza", "Pizza", 1000, "Pizza", options=(CRUST, two))
+    chat = Chat(Menu("shp_test", "usd", 1, (pizza,)))
+    await chat.say("a pizza with olives, basil and extra cheese")
+    reply = await chat.say("thin")
+    assert reply == (
+        "Sorry, pick at most 2 Toppings for Pizza. Which Toppings would you like on the Pizza? "
+        "Pick 0 to 2: Olives (+$1.00), Basil, Extra Cheese (+$1.50)."
+    )
+    await chat.say("olives and basil")
+    assert chat.lines() == ["1 x Pizza (Thin, Olives, Basil)"]
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "reply", "lines"),
+    [
+        (
+            "60 espressos",
+            "add 50 espressos",
+            "Sorry, I can take at most 99 x Espresso in a chat order, and you already have 60 "
+            "in your cart. For a large order, please contact the shop directly.",
+            ["60 x Espresso"],
+        ),
+        (
+            "an espresso",
+            "make it 120",
+            "Sorry, I can take at most 99 x Espresso in a chat order. For a large order, please "
+            "contact the shop directly.",
+            ["1 x Espresso"],
+        ),
+        ("2 croissants", "make it 0", "Removed 2 x Croissant. Your cart is empty.", []),
+    ],
+)
+async def test_quantities_past_the_limits_are_explained(
+    first: str, then: str, reply: str, lines: list[str]
+) -> None:
+    chat = Chat()
+    await chat.say(first)
+    assert await chat.say(then) == reply
+    assert chat.lines() == lines
