@@ -18,7 +18,7 @@ from starlette.templating import Jinja2Templates
 from server.db import Database
 from server.errors import AppError, handle_app_error
 from server.events import EventBus, make_bus
-from server.http import RequestIdMiddleware, configure_logging
+from server.http import BodyLimitMiddleware, RequestIdMiddleware, configure_logging
 from server.ratelimit import make_limiter
 from server.settings import Settings
 from server.shutdown import remaining_grace, watching
@@ -100,6 +100,7 @@ def create_app(
         routes=[Route("/healthz", healthz), *_feature_routes()],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(BodyLimitMiddleware),
             Middleware(GZipMiddleware, minimum_size=500),
         ],
         exception_handlers={AppError: handle_app_error},

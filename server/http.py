@@ -93,6 +93,54 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_wrapper)
 
 
+# The largest body any route takes: a 5 MB catalog upload plus its multipart framing.
+MAX_REQUEST_BYTES = 5 * 2**20 + 256 * 2**10
+
+
+class BodyLimitMiddleware:
+    """Caps every request body at ``max_bytes``: 413 at once for a larger Content-Length, and a
+    413 as soon as a chunked body passes the cap. Without it a form parsed before sign-in
+    (``/login``'s CSRF check) would read any size into memory or spool it to disk."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"Request body is larger than {self.max_bytes} bytes."
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            body = json.dumps({"error": "PayloadTooLarge", "detail": too_large}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise PayloadTooLarge(too_large)  # the app's AppError handler answers 413
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "")
 

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.db import Database
+from server.http import MAX_REQUEST_BYTES, BodyLimitMiddleware
 from server.owners.tokens import create_api_token
 from server.settings import Settings
 from tests.owners.helpers import (
@@ -21,6 +22,7 @@ from tests.owners.helpers import (
     signup,
 )
 
+FORM = "application/x-www-form-urlencoded"
 BODIES: list[Any] = [
     5,
     "text",
@@ -164,3 +166,42 @@ def test_a_huge_chunked_body_is_refused_before_it_is_all_read() -> None:
     with pytest.raises(PayloadTooLarge):
         asyncio.run(read_json(Request(scope, receive), max_bytes=64_000))
     assert pulled <= 2
+
+
+def test_a_body_over_the_cap_is_refused_before_any_form_is_parsed(app: Starlette) -> None:
+    """``/login`` parses its form for the CSRF check before anyone is signed in: a large body
+    must be a 413, not gigabytes in memory or in the temporary directory."""
+    big = b"x" * (MAX_REQUEST_BYTES + 1)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        r = http.post("/login", files={"file": ("big.bin", big)}, data={"email": "a@b.co"})
+        assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge"
+        r = http.post("/login", content=b"email=" + big, headers={"content-type": FORM})
+        assert r.status_code == 413
+
+
+def test_a_chunked_body_over_the_cap_is_cut_off_while_it_is_read(app: Starlette) -> None:
+    import asyncio
+
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n\r\n'
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1  # a 640 MB file if it were all read
+        body = head if pulled == 1 else b"x" * 65_536
+        return {"type": "http.request", "body": body, "more_body": pulled < 10_000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "http_version": "1.1", "method": "POST", "path": "/login",
+        "raw_path": b"/login", "root_path": "", "scheme": "http", "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=b"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 1), "server": ("testserver", 80), "state": {},
+    }  # fmt: skip
+    asyncio.run(BodyLimitMiddleware(app)(scope, receive, send))
+    assert sent[0]["status"] == 413, sent
+    assert (pulled - 1) * 65_536 <= MAX_REQUEST_BYTES + 65_536
