@@ -49,7 +49,12 @@ async def follow(
     retryable ``error`` event, so the client resumes elsewhere with its last id."""
     async with runner.bus.subscribe(f"thread:{thread_id}") as sub:
         running = turn_log or runner.active.get(thread_id)
-        stored = await runner.read_db(lambda s: threads.events_after(s, thread_id, after))
+        if running is not None and after >= running.start_seq:
+            # Everything after ``after`` belongs to the turn running here, which keeps all
+            # its events in memory (the POST's own stream): nothing to read back.
+            stored = []
+        else:
+            stored = await runner.read_db(lambda s: threads.events_after(s, thread_id, after))
         known = {e["seq"]: e for e in stored}
         for e in running.events if running else ():
             if e["seq"] > after:
