@@ -111,6 +111,14 @@ class FieldError(ValueError):
 def parse_price(text: str, exponent: int, *, allow_negative: bool = False) -> int:
     """``"$4.50"`` -> 450 (exponent 2); ``"4,50 €"`` -> 450; ``"1.234,50"`` -> 123450;
     ``"¥1,200"`` -> 1200 (exponent 0). Raises :class:`FieldError`."""
+    amount = _parse_amount(text, exponent, allow_negative)
+    if exponent == 3 and amount % 10:
+        # Stripe takes three-decimal currencies (KWD, BHD...) only with a last digit of 0.
+        raise FieldError(f"{text.strip()!r} must end in 0: this currency is paid in steps of 0.010")
+    return amount
+
+
+def _parse_amount(text: str, exponent: int, allow_negative: bool) -> int:
     plain = _PLAIN.match(text)
     if plain:  # the common "4.50" / "+0.50": no separators or symbols to interpret
         sign, whole, frac = plain.groups()

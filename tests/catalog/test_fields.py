@@ -59,6 +59,7 @@ def test_prices_in_minor_units(text: str, exponent: int, amount: int) -> None:
         ("1.2.3,4,5", 2, "is not a price"),
         ("99999999", 2, "too large"),
         ("1,000,000", 2, "too large"),
+        ("1.255", 3, "must end in 0"),  # Stripe refuses 1.255 KWD
     ],
 )
 def test_bad_prices_say_why(text: str, exponent: int, message: str) -> None:
