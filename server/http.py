@@ -168,7 +168,7 @@ async def read_json(request: Request, *, max_bytes: int = 64_000) -> dict[str, A
     body = b"".join(chunks)
     try:
         data = json.loads(body or b"{}")
-    except ValueError:  # bad JSON, bad UTF-8, or a number past int's 4300-digit limit
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, a 4300-digit number, deep nesting
         raise AppError("Request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise AppError("Request body must be a JSON object.")

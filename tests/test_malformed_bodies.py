@@ -60,6 +60,8 @@ RAW: list[bytes] = [
     b"9" * 5000,
     b'{"a": ' + b"9" * 5000 + b"}",
     b" " * 200_000,
+    b"[" * 5000,
+    b'{"message": ' + b"[" * 5000 + b"}",
     # A lone surrogate is valid JSON but cannot be stored, hashed or logged as UTF-8.
     b'{"message": "\\ud800"}',
     b'{"message": "hi", "thread_id": "thr_x", "thread_token": "\\udfff"}',

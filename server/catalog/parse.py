@@ -341,6 +341,9 @@ def _json_drafts(text: str, exp: int, issues: Issues) -> list[Draft]:
     except ValueError:  # a number longer than int's 4300-digit limit
         issues.error(None, None, "not valid JSON: a number is too long")
         return []
+    except RecursionError:
+        issues.error(None, None, "not valid JSON: nested too deeply")
+        return []
     items = data.get("products", data.get("items")) if isinstance(data, dict) else data
     if not isinstance(items, list):
         issues.error(None, None, 'JSON must be a list of products or {"products": [...]}')

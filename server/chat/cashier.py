@@ -275,7 +275,7 @@ class LLMCashier:
                 if not isinstance(raw, dict):
                     raise OrderDraftError(["The answer is not a JSON object."])
                 lines = price_items(menu, raw.get("items"))
-            except ValueError as err:  # bad JSON (or too long a number), or OrderDraftError
+            except (ValueError, RecursionError) as err:  # bad JSON, or OrderDraftError
                 problem = str(err)
                 log.info(
                     "cashier draft invalid", extra={"attempt": attempt, "problem": problem[:300]}

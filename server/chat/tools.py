@@ -135,7 +135,7 @@ def _parse_arguments(name: str, raw: str | None) -> dict[str, Any]:
         raise CartError(f"There is no tool {name!r}.")
     try:
         args = json.loads(raw or "{}")
-    except (ValueError, TypeError):  # bad JSON, or a number past int's 4300-digit limit
+    except (ValueError, TypeError, RecursionError):  # bad JSON, a 4300-digit number, deep nesting
         raise CartError("The arguments are not valid JSON; send a JSON object.") from None
     if not isinstance(args, dict):
         raise CartError("The arguments must be a JSON object.")

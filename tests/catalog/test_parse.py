@@ -398,3 +398,9 @@ def test_json_with_a_number_too_long_for_int_is_an_error_not_a_crash() -> None:
     result = parse_catalog(b'[{"name": "A", "price": ' + b"9" * 5000 + b"}]", "menu.json", "usd")
     assert result.products == []
     assert any("number is too long" in e["message"] for e in result.errors), result.errors
+
+
+def test_json_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    result = parse_catalog(b"[" * 5000, "menu.json", "usd")
+    assert result.products == []
+    assert any("nested too deeply" in e["message"] for e in result.errors), result.errors

@@ -145,3 +145,8 @@ def test_a_number_too_long_for_int_is_refused_not_a_crash() -> None:
     result = run_tool("add_to_cart", raw, MENU, EMPTY)
     assert not result.ok and result.cart == EMPTY
     assert "JSON" in json.loads(result.content)["error"]
+
+
+def test_arguments_nested_too_deeply_are_refused_not_a_crash() -> None:
+    result = run_tool("add_to_cart", '{"options": ' + "[" * 5000, MENU, EMPTY)
+    assert not result.ok and result.cart == EMPTY
