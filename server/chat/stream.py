@@ -91,12 +91,15 @@ async def follow(
         queue = getattr(sub, "queue", None)
         ticker = _Ticker(queue) if queue is not None and not ended else None
         idle_since = time.monotonic()
+        held: dict[str, Any] | None = None  # taken from the queue, not handled yet
         try:
             while not ended:
                 if stop is not None and stop.is_set():
                     yield final_event()
                     return
-                if queue is not None:
+                if held is not None:
+                    msg, held = held, None
+                elif queue is not None:
                     msg = await queue.get()
                     msg = None if msg is _TICK else msg
                 else:
@@ -131,10 +134,23 @@ async def follow(
                     for e in gap:
                         yield _sse(e, token)
                         last = e["seq"]
-                yield _sse(msg, token)
+                parts = [_sse(msg, token)]
                 last = seq
-                idle_since = time.monotonic()
                 ended = msg.get("event") in TERMINAL
+                # Events already queued behind this one go out in the same write: a stream
+                # that falls behind under load catches up with one send, not one per token.
+                while queue is not None and not ended and not queue.empty():
+                    nxt = queue.get_nowait()
+                    if nxt is _TICK or int(nxt.get("seq", 0)) <= last:
+                        continue  # a tick is moot while events flow
+                    if int(nxt["seq"]) != last + 1:
+                        held = nxt  # a gap: handled above, on the next pass
+                        break
+                    parts.append(_sse(nxt, token))
+                    last = int(nxt["seq"])
+                    ended = nxt.get("event") in TERMINAL
+                yield parts[0] if len(parts) == 1 else b"".join(parts)
+                idle_since = time.monotonic()
         finally:
             if ticker is not None:
                 ticker.cancel()

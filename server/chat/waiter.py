@@ -51,6 +51,7 @@ def _templates() -> jinja2.Environment:
         autoescape=False,  # plain-text prompts, not HTML
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        auto_reload=False,  # shipped files: no stat of the template on every turn
     )
 
 
@@ -153,36 +154,38 @@ async def sse_chunks(response: Any, request: Any) -> AsyncIterator[dict[str, Any
     an ``error`` raises :class:`openai.APIError`, as the SDK's own stream does."""
     data: list[str] = []
     done = False
-    async for line in _lines_then_blank(response):
+    async for line in response.aiter_lines():
         if done:
             continue  # read to the end, ignoring anything after [DONE]
         if line.startswith("data:"):
             data.append(line[6:] if line.startswith("data: ") else line[5:])
-            continue
-        if line or not data:
-            continue  # ``event:``, ``id:``, comments; or the end of an event with no data
-        payload = "\n".join(data)
-        data = []
-        if payload.startswith("[DONE]"):
-            done = True
-            continue
-        chunk = json.loads(payload)
-        if not isinstance(chunk, dict):
-            continue
-        if chunk.get("error"):
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else None
-            if not isinstance(message, str) or not message:
-                message = "An error occurred during streaming"
-            raise openai.APIError(message, request, body=error)
-        yield chunk
+        elif not line and data:  # a blank line ends an event
+            done, chunk = _chunk(data, request)
+            data = []
+            if chunk is not None:
+                yield chunk
+        # Otherwise ``event:``, ``id:`` or a comment: nothing the Waiter uses.
+    if data and not done:  # an event cut off at the end of the body
+        _, chunk = _chunk(data, request)
+        if chunk is not None:
+            yield chunk
 
 
-async def _lines_then_blank(response: Any) -> AsyncIterator[str]:
-    """The body's lines and then an empty one, which ends an event cut off at the end."""
-    async for line in response.aiter_lines():
-        yield line
-    yield ""
+def _chunk(data: list[str], request: Any) -> tuple[bool, dict[str, Any] | None]:
+    """``(done, chunk)`` for one event's data lines."""
+    payload = "\n".join(data)
+    if payload.startswith("[DONE]"):
+        return True, None
+    chunk = json.loads(payload)
+    if not isinstance(chunk, dict):
+        return False, None
+    if chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        if not isinstance(message, str) or not message:
+            message = "An error occurred during streaming"
+        raise openai.APIError(message, request, body=error)
+    return False, chunk
 
 
 class OpenAIWaiter:
