@@ -62,11 +62,20 @@ class Settings:
     smtp_from: str = ""
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
+    # Development: the order notification webhook may point at this machine or the local network
+    # (a receiver on localhost). Never in production: see ``private_webhooks_allowed``.
+    allow_private_webhooks: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def private_webhooks_allowed(self) -> bool:
+        """Whether notification webhooks may reach loopback, private or link-local addresses
+        (when saved and when sent); always False in production, where anyone can sign up."""
+        return self.allow_private_webhooks and not self.production
 
     @property
     def is_sqlite(self) -> bool:
@@ -103,7 +112,10 @@ class Settings:
         base = get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
         parsed = urlparse(base)
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path:
-            raise SettingsError("PUBLIC_BASE_URL", f"{base!r} is not an http(s) origin like https://shop.example.com")
+            raise SettingsError(
+                "PUBLIC_BASE_URL",
+                f"{base!r} is not an http(s) origin like https://shop.example.com",
+            )
         if app_env == "production" and parsed.scheme != "https":
             raise SettingsError("PUBLIC_BASE_URL", "must be https:// when APP_ENV=production")
 
@@ -113,7 +125,10 @@ class Settings:
         elif db_url.startswith("postgresql://"):
             db_url = "postgresql+psycopg://" + db_url[len("postgresql://") :]
         if not (db_url.startswith("sqlite:///") or db_url.startswith("postgresql+psycopg://")):
-            raise SettingsError("DATABASE_URL", f"unsupported database URL {_redact(db_url)!r} (sqlite:/// or postgresql://)")
+            raise SettingsError(
+                "DATABASE_URL",
+                f"unsupported database URL {_redact(db_url)!r} (sqlite:/// or postgresql://)",
+            )
 
         secret = get("SECRET_KEY")
         if not secret:
@@ -125,7 +140,9 @@ class Settings:
 
         assistant = _choice(get, "ASSISTANT", "auto", ("auto", "openai", "offline"))
         if assistant == "openai" and not (get("OPENAI_API_KEY") or get("OPENAI_BASE_URL")):
-            raise SettingsError("OPENAI_API_KEY", "is required when ASSISTANT=openai (or set OPENAI_BASE_URL)")
+            raise SettingsError(
+                "OPENAI_API_KEY", "is required when ASSISTANT=openai (or set OPENAI_BASE_URL)"
+            )
         openai_base = get("OPENAI_BASE_URL")
         if openai_base and urlparse(openai_base).scheme not in ("http", "https"):
             raise SettingsError("OPENAI_BASE_URL", f"{openai_base!r} is not an http(s) URL")
@@ -135,14 +152,26 @@ class Settings:
         if payments == "stripe" and not stripe_key:
             raise SettingsError("STRIPE_SECRET_KEY", "is required when PAYMENTS=stripe")
         if stripe_key and not stripe_key.startswith(("sk_", "rk_")):
-            raise SettingsError("STRIPE_SECRET_KEY", "does not look like a Stripe secret key (sk_... or rk_...)")
+            raise SettingsError(
+                "STRIPE_SECRET_KEY", "does not look like a Stripe secret key (sk_... or rk_...)"
+            )
         allow_demo = _bool(get, "ALLOW_DEMO_PAYMENTS", False)
         uses_stripe = payments == "stripe" or (payments == "auto" and stripe_key)
         if app_env == "production" and not uses_stripe and not allow_demo:
-            raise SettingsError("PAYMENTS", "demo payments are refused when APP_ENV=production (set STRIPE_SECRET_KEY, or ALLOW_DEMO_PAYMENTS=1)")
+            raise SettingsError(
+                "PAYMENTS",
+                "demo payments are refused when APP_ENV=production (set STRIPE_SECRET_KEY, or ALLOW_DEMO_PAYMENTS=1)",
+            )
         stripe_api_base = get("STRIPE_API_BASE")
         if stripe_api_base and urlparse(stripe_api_base).scheme not in ("http", "https"):
             raise SettingsError("STRIPE_API_BASE", f"{stripe_api_base!r} is not an http(s) URL")
+
+        allow_private_webhooks = _bool(get, "ALLOW_PRIVATE_WEBHOOKS", app_env != "production")
+        if app_env == "production" and allow_private_webhooks:
+            raise SettingsError(
+                "ALLOW_PRIVATE_WEBHOOKS",
+                "is refused when APP_ENV=production (the server would POST into its own network)",
+            )
 
         redis_url = get("REDIS_URL")
         if redis_url and urlparse(redis_url).scheme not in ("redis", "rediss", "unix"):
@@ -181,6 +210,7 @@ class Settings:
             smtp_user=get("SMTP_USER"),
             smtp_password=get("SMTP_PASSWORD"),
             smtp_from=get("SMTP_FROM"),
+            allow_private_webhooks=allow_private_webhooks,
         )
 
 

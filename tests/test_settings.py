@@ -90,6 +90,17 @@ def test_openai_and_stripe_are_chosen_when_their_keys_are_set(tmp_path: Path) ->
             "PAYMENTS",
             "demo payments are refused",
         ),
+        (
+            {
+                "APP_ENV": "production",
+                "PUBLIC_BASE_URL": "https://x.example",
+                "SECRET_KEY": KEY,
+                "ALLOW_PRIVATE_WEBHOOKS": "1",
+                **STRIPE,
+            },
+            "ALLOW_PRIVATE_WEBHOOKS",
+            "is refused when APP_ENV=production",
+        ),
     ],
 )
 def test_bad_values_stop_with_one_line_naming_the_variable(
@@ -121,6 +132,7 @@ def test_production_with_everything_set(tmp_path: Path) -> None:
         )
     )
     assert s.production and s.https and s.use_stripe
+    assert not s.private_webhooks_allowed
     assert s.public_base_url == "https://shop.example.com"
     assert s.secret_key == KEY
     assert not (tmp_path / "secret_key").exists()
@@ -139,3 +151,10 @@ def test_with_returns_a_changed_copy(tmp_path: Path) -> None:
     s = Settings.from_env(env(tmp_path))
     t = s.with_(public_base_url="https://a.example")
     assert t.public_base_url == "https://a.example" and s.public_base_url == "http://127.0.0.1:8000"
+
+
+def test_private_webhooks_only_in_development(tmp_path: Path) -> None:
+    """A notification receiver on localhost is a development convenience, never production's."""
+    assert Settings.from_env(env(tmp_path)).private_webhooks_allowed
+    assert not Settings.from_env(env(tmp_path, ALLOW_PRIVATE_WEBHOOKS="0")).private_webhooks_allowed
+    assert not Settings(app_env="production").private_webhooks_allowed

@@ -117,7 +117,7 @@ async def shop_settings_submit(request: Request, owner: Owner) -> Response:
         changes, errors = parse_shop_settings(
             fields,
             currency_locked=shop.live_catalog_version is not None,
-            allow_private_urls=not request.app.state.settings.production,
+            allow_private_urls=request.app.state.settings.private_webhooks_allowed,
         )
         if not errors:
             if changes["notify_webhook_url"] and not changes["notify_webhook_secret"]:
