@@ -178,16 +178,31 @@ def fulfil_paid(
 
 
 async def announce_paid(
-    db: Database, bus: EventBus, done: Fulfilment, *, source: str, request_id: str = ""
+    db: Database,
+    bus: EventBus,
+    done: Fulfilment,
+    *,
+    source: str,
+    request_id: str = "",
+    allow_private_webhooks: bool = False,
 ) -> None:
-    """After a successful claim: start the shop's notification and tell the live streams."""
+    """After a successful claim: start the shop's notification and tell the live streams.
+
+    ``allow_private_webhooks`` is ``Settings.private_webhooks_allowed`` (development only)."""
     order_id = done.order_json["order_id"]
     log.info(
         "order paid and fulfilled",
         extra={"request_id": request_id, "order_id": order_id, "source": source},
     )
     if done.delivery_id is not None:
-        notify.spawn(notify.deliver(db, done.delivery_id, request_id=request_id))
+        notify.spawn(
+            notify.deliver(
+                db,
+                done.delivery_id,
+                allow_private=allow_private_webhooks,
+                request_id=request_id,
+            )
+        )
     message = {"type": "order_paid", "order": done.order_json}
     await bus.publish(f"order:{order_id}", message)
     await bus.publish(
@@ -211,7 +226,14 @@ async def after_commit(
         if change.to_status == st.PAID:
             done = await run_in_threadpool(fulfil_paid, settings, db, change.order_id)
             if done is not None:
-                await announce_paid(db, bus, done, source=change.source, request_id=request_id)
+                await announce_paid(
+                    db,
+                    bus,
+                    done,
+                    source=change.source,
+                    request_id=request_id,
+                    allow_private_webhooks=settings.private_webhooks_allowed,
+                )
             continue
         order, shop = await run_in_threadpool(_load, db, change.order_id)
         if order is None or shop is None:

@@ -9,6 +9,10 @@ attempt is claimed first (a conditional UPDATE pushes ``next_attempt_at`` ahead 
 mid-attempt is retried once the claim runs out. Every attempt carries the same
 ``Shop-Assist-Delivery`` / ``Idempotency-Key`` header (the order id), so a receiver can
 de-duplicate the rare repeat.
+
+The POST goes through :func:`server.orders.webhook_client.webhook_client`, which connects only to
+public addresses (resolved and vetted at send time, then pinned). An attempt refused for its
+address is recorded like any failed attempt, with the reason as its error, and is not retried.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from server import models
 from server.db import Database
 from server.ids import utcnow
 from server.orders.create import order_to_json
+from server.orders.webhook_client import UnsafeAddress, webhook_client
 
 log = logging.getLogger("shop_assist.orders")
 
@@ -133,17 +138,24 @@ def _claim(db: Database, delivery_id: int, now: datetime) -> _Attempt | None:
 
 
 def _record(
-    db: Database, job: _Attempt, status_code: int | None, error: str | None
+    db: Database,
+    job: _Attempt,
+    status_code: int | None,
+    error: str | None,
+    *,
+    final: bool = False,
 ) -> tuple[int, float] | None:
     """Store the attempt's result; schedule the next attempt if one is due. Returns the next
-    attempt's id and delay, or None when delivered or given up."""
+    attempt's id and delay, or None when delivered or given up (``final``: give up now)."""
     from server.orders.fulfil import serialised_write
 
     now = utcnow()
     ok = status_code is not None and 200 <= status_code < 300
     # A 4xx other than timeout/rate limit will not get better by retrying.
-    final = ok or (
-        status_code is not None and 400 <= status_code < 500 and status_code not in (408, 429)
+    final = (
+        final
+        or ok
+        or (status_code is not None and 400 <= status_code < 500 and status_code not in (408, 429))
     )
     with serialised_write(db) as s:
         row = s.get(models.WebhookDelivery, job.delivery_id, populate_existing=True)
@@ -170,7 +182,8 @@ def _record(
         return nxt.id, delay
 
 
-async def _send(client: httpx.AsyncClient, job: _Attempt) -> tuple[int | None, str | None]:
+async def _send(client: httpx.AsyncClient, job: _Attempt) -> tuple[int | None, str | None, bool]:
+    """The response's status code, or None and the error; True when retrying cannot help."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "ShopAssist-Webhook/1",
@@ -184,26 +197,35 @@ async def _send(client: httpx.AsyncClient, job: _Attempt) -> tuple[int | None, s
         headers[SIGNATURE_HEADER] = sign_notification(job.secret, job.body)
     try:
         resp = await client.post(job.url, content=job.body, headers=headers)
-        return resp.status_code, None
+        return resp.status_code, None, False
+    except UnsafeAddress as err:
+        return None, f"refused: {err}"[:500], True
     except httpx.HTTPError as err:
-        return None, f"{type(err).__name__}: {err}"[:500]
+        return None, f"{type(err).__name__}: {err}"[:500], False
 
 
 async def deliver(
-    db: Database, delivery_id: int, *, request_id: str = "", now: datetime | None = None
+    db: Database,
+    delivery_id: int,
+    *,
+    allow_private: bool = False,
+    request_id: str = "",
+    now: datetime | None = None,
 ) -> None:
     """Send the pending attempt ``delivery_id`` and, in this process, the retries that follow.
 
     Stops when delivered, given up, or when another worker holds the attempt. ``now`` (tests,
-    the recovery sweep) is the clock for the first claim only."""
+    the recovery sweep) is the clock for the first claim only. ``allow_private`` (development,
+    ``Settings.private_webhooks_allowed``) lets the URL reach this machine or the local network.
+    """
     current: int | None = delivery_id
-    async with httpx.AsyncClient(timeout=NOTIFY_TIMEOUT, follow_redirects=False) as client:
+    async with webhook_client(allow_private=allow_private, timeout=NOTIFY_TIMEOUT) as client:
         while current is not None:
             job = await run_in_threadpool(_claim, db, current, now or utcnow())
             if job is None:
                 return
             now = None
-            status_code, error = await _send(client, job)
+            status_code, error, final = await _send(client, job)
             extra = {
                 "request_id": request_id,
                 "order_id": job.order_id,
@@ -217,7 +239,7 @@ async def deliver(
                     "shop notification failed",
                     extra={**extra, "status": status_code, "error": error},
                 )
-            following = await run_in_threadpool(_record, db, job, status_code, error)
+            following = await run_in_threadpool(_record, db, job, status_code, error, final=final)
             if following is None:
                 return
             current, delay = following

@@ -81,7 +81,13 @@ async def recover_orders(
         if done is None:
             continue  # another worker got there first
         log.warning("paid order was not fulfilled; recovered", extra={"order_id": order_id})
-        await announce_paid(db, bus, done, source="recovery")
+        await announce_paid(
+            db,
+            bus,
+            done,
+            source="recovery",
+            allow_private_webhooks=settings.private_webhooks_allowed,
+        )
         done_ids.append(order_id)
     return done_ids
 
@@ -97,7 +103,11 @@ async def sweep(
     fulfilled = await recover_orders(settings, db, bus, now=now)
     due = await run_in_threadpool(notify.due_deliveries, db, now)
     for delivery_id in due:
-        notify.spawn(notify.deliver(db, delivery_id, now=now))
+        notify.spawn(
+            notify.deliver(
+                db, delivery_id, allow_private=settings.private_webhooks_allowed, now=now
+            )
+        )
     if due:
         log.info("retrying due shop notifications", extra={"count": len(due)})
     return SweepResult(fulfilled, len(due))

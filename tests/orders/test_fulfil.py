@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from server import models
 from server.db import Database
-from server.orders import fulfil, notify
+from server.orders import fulfil, notify, webhook_client
 from server.orders.fulfil import after_commit, change_status, lock_order, write_order_file
 from server.orders.notify import sign_notification
 from server.settings import Settings
@@ -139,6 +139,87 @@ async def test_unreachable_shop_is_retried_then_given_up(
     await after_commit(settings, db, RecordingBus(), pay(db, order.id))
     await notify.wait_for_notifications()
     assert deliveries(db, order.id) == [(1, None, False), (2, None, False), (3, None, False)]
+
+
+def resolve_to(address: str, calls: list[str]) -> Any:
+    async def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return [address] if host == "hooks.shop.test" else []
+
+    return resolve
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1"])
+async def test_a_webhook_resolving_to_a_private_address_is_refused_when_sent(
+    settings: Settings,
+    db: Database,
+    live_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    address: str,
+) -> None:
+    """The URL passed the check when saved; its name now points into our network (rebinding)."""
+    monkeypatch.setattr(notify, "NOTIFY_BACKOFF", (0, 0.01, 0.01))
+    calls: list[str] = []
+    monkeypatch.setattr(webhook_client, "resolve", resolve_to(address, calls))
+    receiver = Receiver([200])
+    port = live_server(receiver.app).port
+    shop = make_shop(db, notify_webhook_url=f"http://hooks.shop.test:{port}/hook")
+    order, _ = make_order(db, shop)
+    production = settings.with_(allow_private_webhooks=False)
+
+    await after_commit(production, db, RecordingBus(), pay(db, order.id))
+    await notify.wait_for_notifications()
+
+    assert receiver.requests == [] and calls == ["hooks.shop.test"]
+    assert deliveries(db, order.id) == [(1, None, False)]  # refused once, not retried
+    with db.read() as s:
+        row = s.exec(select(models.WebhookDelivery)).one()
+        assert row.error == (
+            f"refused: hooks.shop.test resolves to {address}, which is not a public address"
+        )
+        assert row.attempted_at is not None and row.next_attempt_at is None
+    failed = [r for r in caplog.records if r.getMessage() == "shop notification failed"]
+    assert len(failed) == 1 and "not a public address" in failed[0].error  # type: ignore[attr-defined]
+
+
+async def test_development_sends_to_a_local_receiver_at_the_resolved_address(
+    settings: Settings, db: Database, live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(webhook_client, "resolve", resolve_to("127.0.0.1", calls))
+    receiver = Receiver([200])
+    port = live_server(receiver.app).port
+    shop = make_shop(db, notify_webhook_url=f"http://hooks.shop.test:{port}/hook")
+    order, _ = make_order(db, shop)
+    assert settings.private_webhooks_allowed
+
+    await after_commit(settings, db, RecordingBus(), pay(db, order.id))
+    await notify.wait_for_notifications()
+
+    assert deliveries(db, order.id) == [(1, 200, True)]
+    assert calls == ["hooks.shop.test"]  # no real DNS: the name only exists in our resolver
+    assert receiver.requests[0][0]["host"] == f"hooks.shop.test:{port}"
+
+
+async def test_a_redirect_from_the_shop_is_not_followed(
+    settings: Settings, db: Database, live_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "NOTIFY_BACKOFF", (0,))
+    hits: list[str] = []
+
+    async def hook(request: Request) -> Response:
+        hits.append(request.url.path)
+        return Response(status_code=307, headers={"Location": "/elsewhere"})
+
+    app = Starlette(
+        routes=[Route("/hook", hook, methods=["POST"]), Route("/elsewhere", hook, methods=["POST"])]
+    )
+    shop = make_shop(db, notify_webhook_url=live_server(app).url + "/hook")
+    order, _ = make_order(db, shop)
+    await after_commit(settings, db, RecordingBus(), pay(db, order.id))
+    await notify.wait_for_notifications()
+    assert hits == ["/hook"] and deliveries(db, order.id) == [(1, 307, False)]
 
 
 async def test_other_status_changes_are_published_not_fulfilled(
