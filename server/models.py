@@ -35,6 +35,17 @@ class Owner(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
 
 
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins for an email address without an account, counted exactly like
+    ``Owner.failed_logins`` / ``locked_until`` so that the lockout answer does not tell whether
+    the address has an account. Keyed by an HMAC of the address (typed addresses are not stored);
+    a row whose lockout is over is deleted."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    failed_logins: int = 0
+    locked_until: datetime | None = _ts(nullable=True, default=None, index=True)
+
+
 class OwnerSession(SQLModel, table=True):
     """A signed-in browser. The cookie holds a random token; only its hash is stored."""
 

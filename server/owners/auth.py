@@ -21,14 +21,15 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import update
+from sqlalchemy import delete, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from server.errors import Forbidden, Unauthorized
-from server.ids import hash_token, new_token, tokens_equal, utcnow
-from server.models import Owner, OwnerSession
+from server.ids import hash_token, new_token, sign, tokens_equal, utcnow
+from server.models import LoginThrottle, Owner, OwnerSession
 from server.owners.tokens import owner_from_bearer
 from server.settings import Settings
 
@@ -120,26 +121,29 @@ def check_password_login(
     session: Session, settings: Settings, email: str, password: str, now: datetime | None = None
 ) -> LoginOutcome:
     """Check a password sign-in and record the attempt (failure count, lockout). Returns the
-    outcome instead of raising, so the caller's transaction commits the failure count."""
+    outcome instead of raising, so the caller's transaction commits the failure count.
+
+    An address without an account is counted and locked out exactly like one with an account
+    (in :class:`LoginThrottle`), and every answer costs one argon2 check: neither the message,
+    the status nor the time taken tells whether the address has an account."""
     now = now or utcnow()
+    email = normalize_email(email)
     # FOR UPDATE: parallel wrong guesses (several workers, PostgreSQL) each add one failure.
-    owner = session.exec(
-        select(Owner).where(Owner.email == normalize_email(email)).with_for_update()
-    ).first()
-    if owner is None:
-        verify_password(None, password)
-        return LoginOutcome(None, WRONG_CREDENTIALS)
-    locked_until = aware(owner.locked_until)
+    owner = session.exec(select(Owner).where(Owner.email == email).with_for_update()).first()
+    record: Owner | LoginThrottle = owner or _throttle_row(session, settings, email, now)
+    locked_until = aware(record.locked_until)
     if locked_until and locked_until > now:
+        verify_password(None, password)  # the same work as a wrong password
         return _locked(locked_until, now)
-    if not verify_password(owner.password_hash, password):
-        owner.failed_logins += 1
-        if owner.failed_logins >= settings.login_max_failures:
-            owner.failed_logins = 0
-            owner.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
-            session.add(owner)
-            return _locked(owner.locked_until, now)
-        session.add(owner)
+    right = verify_password(owner.password_hash if owner else None, password)
+    if owner is None or not right:
+        record.failed_logins += 1
+        if record.failed_logins >= settings.login_max_failures:
+            record.failed_logins = 0
+            record.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
+            session.add(record)
+            return _locked(record.locked_until, now)
+        session.add(record)
         return LoginOutcome(None, WRONG_CREDENTIALS)
     owner.failed_logins = 0
     owner.locked_until = None
@@ -149,13 +153,29 @@ def check_password_login(
     return LoginOutcome(owner)
 
 
+def _throttle_row(session: Session, settings: Settings, email: str, now: datetime) -> LoginThrottle:
+    """The locked row counting failures for ``email`` (which has no account), made on first use.
+    Rows whose lockout is over say nothing a missing row does not, so they are dropped here."""
+    session.execute(delete(LoginThrottle).where(col(LoginThrottle.locked_until) < now))
+    key = sign(settings.secret_key, "login-throttle", email)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(LoginThrottle)
+        .values(id=key, failed_logins=0, locked_until=None)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    return session.exec(
+        select(LoginThrottle).where(LoginThrottle.id == key).with_for_update()
+    ).one()
+
+
 def _locked(until: datetime, now: datetime) -> LoginOutcome:
     seconds = max(1, int((until - now).total_seconds()))
     minutes = (seconds + 59) // 60
     return LoginOutcome(
         None,
-        f"Too many failed sign-ins. This account is locked for {minutes} more minute"
-        f"{'s' if minutes != 1 else ''}; try again later or use an emailed sign-in link.",
+        f"Too many failed sign-ins with this email address. Try again in {minutes} minute"
+        f"{'s' if minutes != 1 else ''}, or use an emailed sign-in link.",
         retry_after=seconds,
     )
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from server.db import Database
 from server.ids import utcnow
-from server.models import Owner
+from server.models import LoginThrottle, Owner
 from server.settings import Settings
 from tests.owners.helpers import PASSWORD, form_token, login, owner_id_of, session_csrf, signup
 
@@ -44,6 +46,18 @@ def test_signup_twice_with_one_email_is_refused(client: TestClient) -> None:
     other = TestClient(client.app)
     r = signup(other, "ANA@example.com ")
     assert r.status_code == 409 and "already exists" in r.text
+
+
+def test_probing_sign_up_for_existing_emails_is_rate_limited(app: Starlette) -> None:
+    """Sign-up has to say that an address is taken; probing it for many addresses is slowed down
+    like password guessing, and the slowed-down answer says nothing about the address."""
+    assert signup(TestClient(app), "ana@example.com").status_code == 303  # 1 of 10 this hour
+    prober = TestClient(app)
+    codes = [signup(prober, f"guess{i}@example.com", "x").status_code for i in range(9)]
+    assert codes == [422] * 9
+    r = signup(prober, "ana@example.com")
+    assert r.status_code == 429 and "Too many sign-ups" in r.text
+    assert "already exists" not in r.text
 
 
 def test_login_and_logout(app: Starlette) -> None:
@@ -96,7 +110,7 @@ def test_lockout_after_repeated_failures_then_unlock_after_the_wait(
     assert login(c, "ana@example.com", "wrong password 2").status_code == 401
     locked = login(c, "ana@example.com", "wrong password 3")
     assert locked.status_code == 429
-    assert "locked for 10 more minutes" in locked.text
+    assert "Try again in 10 minutes" in locked.text
     assert int(locked.headers["retry-after"]) > 500
     # Even the right password is refused while locked.
     assert login(c, "ana@example.com").status_code == 429
@@ -106,6 +120,90 @@ def test_lockout_after_repeated_failures_then_unlock_after_the_wait(
         owner.locked_until = utcnow() - timedelta(seconds=1)
         s.add(owner)
     assert login(c, "ana@example.com").status_code == 303
+
+
+def _error(page: str) -> str:
+    m = re.search(r'class="error"[^>]*>(.*?)<', page, re.S)
+    assert m, page
+    return " ".join(m.group(1).split())
+
+
+def test_the_lockout_answer_does_not_tell_whether_the_email_has_an_account(
+    strict_app: Starlette,
+) -> None:
+    signup(TestClient(strict_app), "ana@example.com")
+    answers = {}
+    for email in ("ana@example.com", "nobody@example.com"):
+        c = TestClient(strict_app)
+        pages = [login(c, email, f"wrong password {i}") for i in range(4)]
+        pages.append(login(c, email))  # even the right password (or none) while locked
+        answers[email] = [(r.status_code, _error(r.text)) for r in pages]
+        retry = [int(r.headers["retry-after"]) for r in pages[2:]]
+        assert all(590 <= s <= 600 for s in retry), retry
+    assert answers["ana@example.com"] == answers["nobody@example.com"]
+    assert [code for code, _ in answers["nobody@example.com"]] == [401, 401, 429, 429, 429]
+    assert "account" not in answers["nobody@example.com"][2][1]
+
+
+@pytest.mark.parametrize("email", ["ana@example.com", "nobody@example.com"])
+def test_every_login_answer_costs_one_password_check(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch, email: str
+) -> None:
+    """A locked or unknown address is not answered faster than a wrong password (which would
+    tell an account apart): each attempt runs exactly one argon2 verification."""
+    from server.owners import auth
+    from server.owners.service import create_owner
+
+    with db.write() as s:
+        create_owner(s, "ana@example.com", PASSWORD)
+    real = auth._hasher
+    calls: list[str] = []
+
+    class CountingHasher:
+        def verify(self, stored: str, password: str) -> bool:
+            calls.append(password)
+            return real.verify(stored, password)
+
+        def check_needs_rehash(self, stored: str) -> bool:
+            return real.check_needs_rehash(stored)
+
+    monkeypatch.setattr(auth, "_hasher", CountingHasher())
+    strict = settings.with_(login_max_failures=2, login_lockout_seconds=600)
+    outcomes = []
+    for i in range(4):  # wrong, wrong (locks), locked, locked
+        with db.write() as s:
+            outcomes.append(auth.check_password_login(s, strict, email, f"wrong {i}"))
+    assert [bool(o.retry_after) for o in outcomes] == [False, True, True, True]
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("email", ["ana@example.com", "nobody@example.com"])
+def test_a_lockout_ends_after_the_wait_for_any_address(
+    db: Database, settings: Settings, email: str
+) -> None:
+    from server.owners.auth import WRONG_CREDENTIALS, check_password_login
+    from server.owners.service import create_owner
+
+    with db.write() as s:
+        create_owner(s, "ana@example.com", PASSWORD)
+    strict = settings.with_(login_max_failures=2, login_lockout_seconds=600)
+    t0 = utcnow()
+
+    def attempt(at: timedelta) -> tuple[str, int]:
+        with db.write() as s:
+            o = check_password_login(s, strict, email, "wrong guess 1", now=t0 + at)
+        return o.message, o.retry_after
+
+    assert attempt(timedelta(0)) == (WRONG_CREDENTIALS, 0)
+    assert attempt(timedelta(seconds=1))[1] == 600
+    assert attempt(timedelta(seconds=541)) == (
+        "Too many failed sign-ins with this email address. Try again in 1 minute, "
+        "or use an emailed sign-in link.",
+        60,
+    )
+    assert attempt(timedelta(seconds=602)) == (WRONG_CREDENTIALS, 0)
+    with db.read() as s:  # a lockout that ended leaves nothing behind
+        assert [r.locked_until for r in s.exec(select(LoginThrottle)).all()] in ([], [None])
 
 
 def test_too_many_attempts_from_one_address_are_slowed_down(app: Starlette) -> None:
