@@ -75,11 +75,25 @@ def is_open(hours: Mapping[str, Any] | None, now: datetime) -> tuple[bool, str]:
     for _start, end in _ranges(hours, weekday - 1):
         if end > DAY_MINUTES and minute < end - DAY_MINUTES:
             return True, ""  # yesterday's overnight range
+    opening = next_opening(hours, now)
+    if opening is None:
+        return False, "We're closed."
+    days, day, clock = opening
+    when = "today" if days == 0 else DAY_NAMES[day]
+    return False, f"We're closed; we open again {when} at {clock}."
+
+
+def next_opening(hours: Mapping[str, Any] | None, now: datetime) -> tuple[int, int, str] | None:
+    """The next opening after ``now`` in the shop's time zone: ``(days from today, weekday
+    (0 is Monday), "HH:MM")``, or None when the schedule opens on no day."""
+    if not hours:
+        return None
+    local = now.astimezone(_zone(hours))
+    minute = local.hour * 60 + local.minute
+    weekday = local.weekday()
     for offset in range(8):
         for start, _end in _ranges(hours, weekday + offset):
             if offset == 0 and start <= minute:
                 continue
-            when = "today" if offset == 0 else DAY_NAMES[(weekday + offset) % 7]
-            clock = f"{start // 60:02d}:{start % 60:02d}"
-            return False, f"We're closed; we open again {when} at {clock}."
-    return False, "We're closed."
+            return offset, (weekday + offset) % 7, f"{start // 60:02d}:{start % 60:02d}"
+    return None

@@ -28,7 +28,7 @@ from server.catalog.money import exponent
 from server.db import Database
 from server.ids import utcnow
 from server.models import Shop
-from server.shops.hours import is_open
+from server.shops.hours import is_open, next_opening
 
 WIDGET_DIR = Path(__file__).resolve().parents[2] / "widget"
 ASSETS = {"widget.js": "loader.js", "chat.js": "chat.js", "chat.css": "chat.css"}
@@ -186,10 +186,40 @@ def pick_lang(request: Request) -> str:
     return "en"
 
 
+# The closed banner in the page's language: (closed, "opens {when} at {time}", today, weekdays).
+CLOSED_TEXT = {
+    "en": ("Closed now", "opens {when} at {time}", "today",
+           ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")),
+    "es": ("Cerrado ahora", "abre {when} a las {time}", "hoy",
+           ("el lunes", "el martes", "el miércoles", "el jueves", "el viernes", "el sábado",
+            "el domingo")),
+    "fr": ("Fermé pour le moment", "ouvre {when} à {time}", "aujourd'hui",
+           ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")),
+    "de": ("Jetzt geschlossen", "öffnet {when} um {time}", "heute",
+           ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")),
+}  # fmt: skip
+
+
+def closed_notice(lang: str, opening: tuple[int, int, str] | None) -> str:
+    """The closed banner's text, e.g. "Closed now — opens today at 07:00" (``opening`` is
+    :func:`server.shops.hours.next_opening`'s answer)."""
+    closed, opens, today, weekdays = CLOSED_TEXT.get(lang, CLOSED_TEXT["en"])
+    if opening is None:
+        return closed
+    days, day, clock = opening
+    return f"{closed} — " + opens.format(when=today if days == 0 else weekdays[day], time=clock)
+
+
 def app_config(shop: Shop, *, mode: str, lang: str, parent: str) -> dict[str, Any]:
-    """What the chat app needs at start; rendered as inert JSON inside the page."""
+    """What the chat app needs at start; rendered as inert JSON inside the page.
+
+    ``paused`` (by the owner) or not ``open`` (outside the opening hours): the chat still
+    answers questions but takes no orders, and the app says so in a banner; ``closed_notice``
+    is that banner's text for a closed shop, in the page's language."""
     currency = (shop.currency or "usd").lower()
-    open_now, closed_reason = is_open(shop.opening_hours, utcnow())
+    now = utcnow()
+    open_now, closed_reason = is_open(shop.opening_hours, now)
+    notice = "" if open_now else closed_notice(lang, next_opening(shop.opening_hours, now))
     return {
         "shop_id": shop.id,
         "name": shop.name,
@@ -203,6 +233,7 @@ def app_config(shop: Shop, *, mode: str, lang: str, parent: str) -> dict[str, An
         # Outside opening hours the chat still answers questions but takes no orders.
         "open": open_now,
         "closed_reason": closed_reason,
+        "closed_notice": notice,
         "mode": mode,
         "lang": lang,
         "parent": parent,

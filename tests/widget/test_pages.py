@@ -7,12 +7,14 @@ import http.client
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from server.models import Shop
+from server.shops import pages
 from server.shops.pages import minify_css, minify_js, safe_origins
 from tests.conftest import LiveServer
 from tests.widget.conftest import MEASURED_SIZES, MakeShop
@@ -147,7 +149,40 @@ def test_hosted_page_has_open_graph_tags_and_escapes_the_shop_name(
 
 def test_a_paused_shop_still_opens_and_says_so(client: TestClient, make_shop: MakeShop) -> None:
     shop = make_shop(paused=True)
-    assert config_of(client.get(f"/embed/{shop.id}").text)["paused"] is True
+    for url in (f"/embed/{shop.id}", f"/s/{shop.slug}"):
+        cfg = config_of(client.get(url).text)
+        assert (cfg["paused"], cfg["open"], cfg["closed_notice"]) == (True, True, "")
+
+
+# Monday 23 November 2026, 09:30 UTC.
+MONDAY_MORNING = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("hours", "lang", "notice"),
+    [
+        ({"mon": [["07:00", "09:00"], ["17:00", "22:00"]]}, "en", "Closed now — opens today at 17:00"),
+        ({"mon": [], "tue": [["07:00", "12:00"]]}, "en", "Closed now — opens Tuesday at 07:00"),
+        ({"mon": [], "tue": [["07:00", "12:00"]]}, "es", "Cerrado ahora — abre el martes a las 07:00"),
+        ({"mon": [], "sun": [["08:00", "12:00"]]}, "fr", "Fermé pour le moment — ouvre dimanche à 08:00"),
+        ({"mon": [["10:00", "12:00"]]}, "de", "Jetzt geschlossen — öffnet heute um 10:00"),
+        ({"mon": [], "tue": []}, "en", "Closed now"),
+        ({"mon": [["09:00", "12:00"]]}, "en", ""),  # open
+    ],
+)  # fmt: skip
+def test_a_closed_shop_says_when_it_opens_in_the_pages_language(
+    client: TestClient,
+    make_shop: MakeShop,
+    monkeypatch: pytest.MonkeyPatch,
+    hours: dict[str, object],
+    lang: str,
+    notice: str,
+) -> None:
+    monkeypatch.setattr(pages, "utcnow", lambda: MONDAY_MORNING)
+    shop = make_shop(opening_hours={**hours, "tz": "UTC"})
+    for url in (f"/embed/{shop.id}?lang={lang}", f"/s/{shop.slug}?lang={lang}"):
+        cfg = config_of(client.get(url).text)
+        assert (cfg["open"], cfg["closed_notice"], cfg["paused"]) == (not notice, notice, False)
 
 
 def test_minifiers_keep_code_and_drop_comments() -> None:
