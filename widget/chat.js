@@ -12,7 +12,8 @@
  * @typedef {{order_id: string, status: string, currency?: string, items: Line[], subtotal: number,
  *   tax?: number, tip?: number, total: number, number?: string}} Order
  * @typedef {{shop_id: string, name: string, greeting: string, currency: string, exponent: number,
- *   color: string, paused: boolean, mode: string, lang: string, parent: string}} Config
+ *   color: string, paused: boolean, open: boolean, closed_notice: string, mode: string, lang: string,
+ *   parent: string}} Config
  * @typedef {{thread_id?: string, token?: string, seq: number, turn?: number, busy?: boolean, next?: string,
  *   pay?: {order_id: string, token: string, url?: string, final?: boolean}}} Saved
  */
@@ -172,6 +173,10 @@ var input = /** @type {HTMLInputElement} */ (h('input', { type: 'text', name: 'm
 var sendBtn = h('button', { type: 'submit' }, S[1]);
 var form = h('form', { class: 'sa-form' }, input, sendBtn);
 var main = h('main', { class: 'sa' }, head, log, bar, cartBox, form);
+// Paused by the owner or outside opening hours: questions are answered, orders are not taken
+// (the server refuses a checkout), so a banner says so and the cart has no Checkout button.
+var shut = cfg.paused ? S[22] : cfg.open === false ? cfg.closed_notice || S[22] : '';
+if (shut) head.after(h('p', { class: 'sa-shut', role: 'status' }, shut));
 document.body.append(main);
 if (/^#[0-9a-f]{3,8}$/i.test(cfg.color)) document.documentElement.style.setProperty('--sa-color', cfg.color);
 
@@ -370,7 +375,7 @@ function threadUrl() { return chatUrl + '/threads/' + encodeURIComponent(st.thre
 
 /** @param {string} text @param {string} [action] */
 function send(text, action) {
-  if (busy || cfg.paused) return;
+  if (busy) return;
   hideBar();
   addMessage('user', text);
   lastSend = { text: text, action: action };
@@ -467,7 +472,8 @@ function renderCart(cart) {
   // Keep the customer's choice to see the lines across updates.
   if (cartOpen) details.setAttribute('open', '');
   details.addEventListener('toggle', function () { cartOpen = /** @type {HTMLDetailsElement} */ (details).open; });
-  cartBox.append(details, checkout);
+  cartBox.append(details);
+  if (!shut) cartBox.append(checkout);
 }
 
 /** @param {Order} order */
@@ -658,11 +664,6 @@ if (vv && !embed) {
 
 async function start() {
   addMessage('bot', cfg.greeting || S[3]);
-  if (cfg.paused) {
-    notice(S[22]);
-    input.disabled = true;
-    sendBtn.setAttribute('disabled', '');
-  }
   if (st.thread_id && st.token) {
     try {
       var res = await fetch(threadUrl(), { headers: { 'X-Thread-Token': st.token } });

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
 
 from server.cli import start_example_site
+from server.shops.hours import DAYS
 from tests.conftest import free_port
 from tests.widget.conftest import MakeShop, Site, shot
 
@@ -461,11 +463,51 @@ def test_money_is_shown_in_the_shops_currency(
     assert summary.replace("\u00a0", " ").replace("\u202f", " ").endswith(" · " + shown)
 
 
-def test_a_paused_shop_says_so_and_takes_no_messages(
+CART = {
+    "lines": [{"line_id": "l1", "product_id": "tea", "name": "Tea", "quantity": 1, "options": [],
+               "note": None, "unit_price": 250, "line_total": 250}],
+    "subtotal": 250,
+    "currency": "usd",
+}  # fmt: skip
+
+
+def test_a_paused_shop_shows_a_banner_and_still_answers_questions(
     page: Page, make_site: Callable[..., Site], make_shop: MakeShop
 ) -> None:
     site = make_site(scripted=True, for_shop=make_shop(paused=True))
+    site.chat.replies.append(reply("Yes, the scones are vegan.", cart=CART))
     frame = open_chat(page, site)
-    frame.locator(".sa-note", has_text="not taking orders right now").wait_for()
-    assert frame.locator(".sa-form input").is_disabled()
-    assert site.chat.requests == []
+    banner = frame.get_by_role("status").filter(has_text="not taking orders right now")
+    assert banner.inner_text() == "This shop is not taking orders right now."
+    assert banner.is_visible() and banner.evaluate("e => e.closest('header') === null")
+    say(frame, "are the scones vegan?")  # questions still go through
+    frame.locator(".sa-log[aria-busy=false] .sa-bot", has_text="scones are vegan").wait_for()
+    assert [r["message"] for r in site.chat.requests] == ["are the scones vegan?"]
+    # The server takes no order now, so the cart offers no Checkout.
+    frame.locator(".sa-cart summary").wait_for()
+    assert frame.locator(".sa-cart .sa-go").count() == 0
+    shot(page, "paused-shop")
+
+
+def test_a_closed_shop_says_when_it_opens_in_the_customers_language(
+    page: Page, make_site: Callable[..., Site], make_shop: MakeShop
+) -> None:
+    day = (datetime.now(UTC).weekday() + 3) % 7  # opens only in three days, whenever this runs
+    hours: dict[str, object] = {d: [] for d in DAYS}
+    hours[DAYS[day]] = [["07:00", "12:00"]]
+    hours["tz"] = "UTC"
+    site = make_site(scripted=True, attrs='data-lang="de"', for_shop=make_shop(opening_hours=hours))
+    frame = open_chat(page, site)
+    weekday = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")
+    status = frame.get_by_role("status").filter(has_text="geschlossen")
+    assert status.inner_text() == f"Jetzt geschlossen — öffnet {weekday[day]} um 07:00"
+    assert frame.locator(".sa-form input").is_enabled()
+
+
+def test_an_open_shop_shows_no_banner(page: Page, make_site: Callable[..., Site]) -> None:
+    site = make_site(scripted=True)
+    site.chat.replies.append(reply("Sure.", cart=CART))
+    frame = open_chat(page, site)
+    say(frame, "a tea")
+    frame.locator(".sa-cart .sa-go").wait_for()  # Checkout offered
+    assert frame.locator(".sa-shut").count() == 0
