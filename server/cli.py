@@ -19,7 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-from server.errors import AppError, CatalogInvalid
+from server.errors import AppError, CatalogInvalid, Unprocessable
 from server.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,12 +112,16 @@ def cmd_create_owner(args: argparse.Namespace) -> int:
 
 def cmd_create_shop(args: argparse.Namespace) -> int:
     """Create a shop from a catalog file; print its id, slug, link and a new API token."""
+    from server.catalog.money import currency_problem
     from server.catalog.service import check_catalog, import_catalog
     from server.db import Database
     from server.owners.service import create_owner, find_owner
     from server.owners.tokens import create_api_token
     from server.shops.service import create_shop, shop_links
 
+    problem = currency_problem(args.currency)
+    if problem:
+        raise Unprocessable(problem, field="currency")
     settings = load_settings()
     path = Path(args.csv)
     data = path.read_bytes()

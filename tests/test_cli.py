@@ -83,6 +83,19 @@ def test_create_shop_with_an_owner_and_currency(
     assert json.loads(out)["owner"] == "ana@example.com"
 
 
+def test_create_shop_refuses_a_currency_that_is_not_iso_4217(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = str(EXAMPLES / "coffee.csv")
+    code, out, err = run(capsys, "create-shop", "Pizza", "--csv", csv, "--currency", "usb")
+    assert (code, out) == (1, "")
+    assert err.strip() == (
+        "error: Currency 'usb' is not an ISO 4217 currency code; use one such as usd, eur or jpy."
+    )
+    code, out, _ = run(capsys, "create-shop", "Pizza", "--csv", csv, "--currency", "KWD")
+    assert code == 0 and json.loads(out)["slug"] == "pizza"  # the refused one made nothing
+
+
 def test_import_catalog_and_its_errors(
     env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message
 
+from server.catalog.money import currency_problem
 from server.catalog.parse import MAX_BYTES
 from server.catalog.service import check_catalog, import_catalog, load_menu, menu_etag, menu_json
 from server.errors import NotFound, PayloadTooLarge, Unprocessable
@@ -61,6 +62,8 @@ def _import(
 ) -> dict[str, Any]:
     db = request.app.state.db
     currency = (fields["currency"] or "usd").lower()
+    if not fields["shop_id"] and (problem := currency_problem(currency)):
+        raise Unprocessable(problem, field="currency")  # before parsing the file for nothing
     if fields["shop_id"]:
         with db.read() as session:
             shop = get_shop(session, fields["shop_id"])

@@ -13,7 +13,8 @@ from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from server.errors import AppError, NotFound
+from server.catalog.money import currency_problem
+from server.errors import AppError, NotFound, Unprocessable
 from server.models import OrderStatusChange, Owner, Shop
 from server.owners.api import apply_owner_status
 from server.owners.auth import reading
@@ -65,19 +66,17 @@ async def shop_create(request: Request, owner: Owner) -> Response:
     fields = await _fields(request)
     name = str(fields.get("name", "")).strip()
     currency = str(fields.get("currency", "usd")).strip().lower() or "usd"
-    if not name or len(name) > 120 or not re.fullmatch(r"[a-z]{3}", currency):
+    try:
+        with request.app.state.db.write() as s:
+            shop_id = create_shop(s, name=name, currency=currency, owner_id=owner.id).id
+    except Unprocessable as exc:  # the name or the currency, in sentences naming them
+        error = exc.message
+        if exc.extra.get("field") == "name" and (problem := currency_problem(currency)):
+            error = f"{error} {problem}"
         with reading(request.app.state.db) as s:
             shops = owner_shops(s, owner.id)
-        ctx = {
-            "shops": shops,
-            "error": "Give the shop a name (up to 120 characters) and a three-letter currency such as usd.",
-            "name": name,
-            "currency": currency,
-        }
+        ctx = {"shops": shops, "error": error, "name": name, "currency": currency}
         return render(request, "dashboard/home.html", ctx, 422)
-    with request.app.state.db.write() as s:
-        shop = create_shop(s, name=name, currency=currency, owner_id=owner.id)
-        shop_id = shop.id
     return redirect(f"/dashboard/shops/{shop_id}/catalog")
 
 

@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.catalog.money import currency_problem
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES = dict(
     zip(
@@ -26,7 +28,6 @@ FULFILLMENT_MODES = ("pickup", "delivery", "table")
 PAYMENTS_MODES = ("auto", "live", "demo")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-4]):([0-5]\d)$")
-_CURRENCY = re.compile(r"^[a-z]{3}$")
 _STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{6,60}$")
 
 
@@ -68,8 +69,9 @@ def parse_shop_settings(
 
     if not currency_locked and "currency" in fields:
         currency = _text(fields, "currency").lower()
-        if not _CURRENCY.match(currency):
-            errors["currency"] = "Use a three-letter currency code such as usd or eur."
+        problem = currency_problem(currency)
+        if problem:
+            errors["currency"] = problem
         out["currency"] = currency
 
     greeting = _text(fields, "greeting")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from html import escape
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from server.catalog.fields import slugify
+from server.catalog.money import currency_problem
 from server.errors import NotFound, Unprocessable
 from server.ids import new_id
 from server.models import Shop
 from server.settings import Settings
 
-CURRENCY = re.compile(r"^[a-z]{3}$")
 MAX_NAME = 120
 
 
@@ -29,17 +28,16 @@ def create_shop(
     """A new shop named ``name`` with a unique slug (``"Demo Coffee"`` -> ``demo-coffee``,
     then ``demo-coffee-2``...). Extra ``fields`` are Shop columns (greeting, theme_color...).
 
-    Raises Unprocessable for an empty name or a currency that is not three letters."""
+    Raises Unprocessable for an empty name or a currency that is not an ISO 4217 code."""
     name = " ".join(name.split())
     if not name:
         raise Unprocessable("A shop needs a name.", field="name")
     if len(name) > MAX_NAME:
         raise Unprocessable(f"A shop name is at most {MAX_NAME} characters.", field="name")
+    problem = currency_problem(currency)
+    if problem:
+        raise Unprocessable(problem, field="currency")
     currency = currency.strip().lower()
-    if not CURRENCY.match(currency):
-        raise Unprocessable(
-            f"{currency!r} is not a currency code like usd or eur.", field="currency"
-        )
     shop = Shop(
         id=new_id("shp"),
         owner_id=owner_id,

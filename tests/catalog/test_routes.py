@@ -130,6 +130,19 @@ def test_upload_field_problems(client: TestClient, owner_token: tuple[str, str])
     assert upload(client, token, COFFEE, name="X", currency="dollars").status_code == 422
 
 
+@pytest.mark.parametrize("currency", ["usb", "xxx", "dollars"])
+def test_a_new_shop_needs_an_iso_4217_currency(
+    client: TestClient, owner_token: tuple[str, str], currency: str
+) -> None:
+    r = upload(client, owner_token[1], COFFEE, name="X", currency=currency)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["field"] == "currency"
+    assert body["detail"] == (
+        f"Currency {currency!r} is not an ISO 4217 currency code; use one such as usd, eur or jpy."
+    )
+
+
 def test_too_large_upload_is_413(
     client: TestClient, owner_token: tuple[str, str], monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

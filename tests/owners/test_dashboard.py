@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlmodel import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -70,7 +71,19 @@ def test_new_shop_needs_a_name_and_a_currency(owner: TestClient) -> None:
         "/dashboard/shops",
         data={"name": "", "currency": "dollars", "csrf_token": session_csrf(owner)},
     )
-    assert r.status_code == 422 and "three-letter currency" in r.text
+    assert r.status_code == 422
+    assert "A shop needs a name." in r.text and "is not an ISO 4217 currency code" in r.text
+
+
+def test_new_shop_needs_a_real_currency(owner: TestClient, db: Database) -> None:
+    r = owner.post(
+        "/dashboard/shops",
+        data={"name": "Cafe", "currency": "usb", "csrf_token": session_csrf(owner)},
+    )
+    assert r.status_code == 422
+    assert "Currency &#39;usb&#39; is not an ISO 4217 currency code" in r.text
+    with db.read() as s:
+        assert s.exec(select(Shop)).all() == []
 
 
 def test_upload_preview_then_confirm(owner: TestClient, db: Database) -> None:

@@ -121,6 +121,8 @@ BASE = {"name": "Cafe", "fulfillment_modes": ["pickup"]}
         ({"name": ""}, "name"),
         ({"name": "x" * 121}, "name"),
         ({"currency": "euro"}, "currency"),
+        ({"currency": "usb"}, "currency"),
+        ({"currency": "xxx"}, "currency"),
         ({"greeting": "x" * 501}, "greeting"),
         ({"theme_color": "blue"}, "theme_color"),
         ({"fulfillment_modes": []}, "fulfillment_modes"),
@@ -163,6 +165,13 @@ def test_good_settings_become_columns() -> None:
         and values["require_name"] is False
     )
     assert values["currency"] == "eur" and values["payments_mode"] == "live"
+
+
+def test_a_currency_that_is_not_iso_4217_is_named_in_the_error() -> None:
+    _, errors = parse_shop_settings({**BASE, "currency": "ABC"})
+    assert errors["currency"] == (
+        "Currency 'abc' is not an ISO 4217 currency code; use one such as usd, eur or jpy."
+    )
 
 
 def test_locked_currency_is_left_alone() -> None:

@@ -52,12 +52,33 @@ def test_create_shop_keeps_fields_and_lowercases_currency(db: Database) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "currency"),
-    [("", "usd"), ("   ", "usd"), ("x" * 121, "usd"), ("Ok", "dollars"), ("Ok", "u$d")],
+    ("name", "currency", "field"),
+    [
+        ("", "usd", "name"),
+        ("   ", "usd", "name"),
+        ("x" * 121, "usd", "name"),
+        ("Ok", "dollars", "currency"),
+        ("Ok", "u$d", "currency"),
+        ("Ok", "usb", "currency"),  # three letters, but no currency
+        ("Ok", "xxx", "currency"),  # ISO's "no currency" code
+        ("Ok", "xau", "currency"),  # gold
+        ("Ok", "hrk", "currency"),  # withdrawn (Croatia pays in euros)
+        ("Ok", "", "currency"),
+    ],
 )
-def test_create_shop_rejects_bad_input(db: Database, name: str, currency: str) -> None:
-    with db.write() as s, pytest.raises(Unprocessable):
+def test_create_shop_rejects_bad_input(db: Database, name: str, currency: str, field: str) -> None:
+    with db.write() as s, pytest.raises(Unprocessable) as caught:
         create_shop(s, name=name, currency=currency)
+    assert caught.value.extra["field"] == field
+    if field == "currency":
+        assert caught.value.message.startswith("Currency ")
+        assert "ISO 4217" in caught.value.message
+
+
+@pytest.mark.parametrize("currency", ["usd", "EUR", " jpy ", "kwd", "isk", "mga", "chf", "xof"])
+def test_create_shop_takes_real_currencies(db: Database, currency: str) -> None:
+    with db.write() as s:
+        assert create_shop(s, name="Ok", currency=currency).currency == currency.strip().lower()
 
 
 def test_get_unknown_shop_is_not_found(db: Database) -> None:
