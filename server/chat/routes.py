@@ -44,7 +44,7 @@ def get_runner(request: Request) -> ChatRunner:
     state = request.app.state
     runner = getattr(state, "chat_runner", None)
     if runner is None:
-        runner = ChatRunner(state.settings, state.db, state.bus, state.llm)
+        runner = ChatRunner(state.settings, state.db, state.bus, state.llm, state.limiter)
         state.chat_runner = runner
     return runner
 
@@ -86,19 +86,26 @@ async def send_message(request: Request) -> Response:
     await _limit(request, f"chat:ip:{client_ip(request)}", settings.ip_rate_per_minute, "from here")
 
     runner = get_runner(request)
-    known_usage = runner.known_usage(shop_id)
-    with db.read() as session:
-        ctx = threads.load_turn(
-            session, shop_id, thread_id or None, token, tokens_today=known_usage
-        )
-    if known_usage is None:
-        runner.note_usage(shop_id, ctx.tokens_today)
-    thread = ctx.thread
-    # Claimed right after the read, with no await between: a reply still running makes this
-    # 409, and a finished one has stored its events, so ``last_seq`` is current.
-    runner.reserve(thread.id)
+    if thread_id:
+        # Claimed before the thread is read: a reply still running (on any worker) makes
+        # this 409, and a finished one has stored its events, so ``last_seq`` is current.
+        await runner.claim(thread_id)
+    claimed = thread_id or None
     try:
-        if not thread.new:
+        known_usage = runner.known_usage(shop_id)
+        with db.read() as session:
+            ctx = threads.load_turn(
+                session, shop_id, thread_id or None, token, tokens_today=known_usage
+            )
+        if known_usage is None:
+            runner.note_usage(shop_id, ctx.tokens_today)
+        thread = ctx.thread
+        if thread.new:
+            # Nobody knows the new id yet, but the next message may reach another worker
+            # while this reply runs.
+            await runner.claim(thread.id)
+            claimed = thread.id
+        else:
             await _limit(
                 request, f"chat:thread:{thread.id}", settings.thread_rate_per_minute, "in this chat"
             )
@@ -106,20 +113,21 @@ async def send_message(request: Request) -> Response:
                 raise Conflict(
                     "This conversation is too long; please start a new one.", code="thread_full"
                 )
-    except BaseException:
-        runner.release(thread.id)
-        raise
-    created_token = threads.new_thread_token() if thread.new else None
-    turn_log = runner.start(
-        TurnRequest(
-            shop_id=shop_id,
-            ctx=ctx,
-            message=message,
-            action=action,
-            client_ip=client_ip(request),
-            created_token=created_token,
+        created_token = threads.new_thread_token() if thread.new else None
+        turn_log = runner.start(
+            TurnRequest(
+                shop_id=shop_id,
+                ctx=ctx,
+                message=message,
+                action=action,
+                client_ip=client_ip(request),
+                created_token=created_token,
+            )
         )
-    )
+    except BaseException:
+        if claimed is not None:
+            await runner.release(claimed)
+        raise
     if created_token is not None:
         # The first message counts toward the new thread's rate too.
         await request.app.state.limiter.hit(

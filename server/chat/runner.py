@@ -13,6 +13,7 @@ No transaction is ever held across a model call. The assistant's side of a turn 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,7 @@ from server.db import Database
 from server.errors import Conflict
 from server.events import EventBus
 from server.orders.cart import reprice
+from server.ratelimit import MemoryRateLimiter, RateLimiter
 from server.settings import Settings
 
 log = logging.getLogger("shop_assist.chat")
@@ -37,6 +39,17 @@ T = TypeVar("T")
 FLUSH_SECONDS = 0.1
 USAGE_TTL = 10.0
 BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
+BUSY = "A reply is still being written; wait for it to finish."
+TOO_LONG = "The reply took too long; please send your message again."
+# How long a turn's claim outlives the turn's deadline: the cut-short turn still stores
+# what it said (queued behind other writes) before the thread takes its next message.
+LOCK_MARGIN_SECONDS = 60.0
+
+
+def turn_seconds(settings: Settings) -> float:
+    """The longest a turn may run: every model round the Waiter may take and the Cashier's
+    two drafts, each at its full timeout. A turn still running then ends with an error."""
+    return settings.llm_timeout * (settings.llm_max_tool_rounds + 2)
 
 
 @dataclass
@@ -68,6 +81,7 @@ class TurnLog:
     events: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    released: bool = False  # the thread's claim was given back
 
     @property
     def last_seq(self) -> int:
@@ -75,13 +89,33 @@ class TurnLog:
 
 
 class ChatRunner:
-    """Runs replies in background tasks; one running turn per thread in this process."""
+    """Runs replies in background tasks; one running turn per thread across every worker.
 
-    def __init__(self, settings: Settings, db: Database, bus: EventBus, llm: Any) -> None:
+    A turn holds the limiter's claim ``turn:{thread_id}`` (Redis when configured, so it holds
+    between workers) from before the thread is read until its last event is stored. The claim
+    expires after ``lock_seconds`` (longer than ``turn_seconds``, the deadline every turn is
+    held to), so a worker that dies mid-turn does not lock the thread for good."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        llm: Any,
+        limiter: RateLimiter | None = None,
+        *,
+        max_turn_seconds: float | None = None,
+        lock_seconds: float | None = None,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.bus = bus
         self.llm = llm
+        self.limiter: RateLimiter = limiter if limiter is not None else MemoryRateLimiter()
+        self.turn_seconds = turn_seconds(settings) if max_turn_seconds is None else max_turn_seconds
+        self.lock_seconds = (
+            self.turn_seconds + LOCK_MARGIN_SECONDS if lock_seconds is None else lock_seconds
+        )
         self.active: dict[str, TurnLog] = {}
         self._reserved: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -97,14 +131,27 @@ class ChatRunner:
 
     # ------------------------------------------------------------ starting a turn
 
-    def reserve(self, thread_id: str) -> None:
-        """Claim the thread for a new turn, or Conflict when a reply is still running."""
+    async def claim(self, thread_id: str) -> None:
+        """Claim the thread for a new turn, or Conflict while a reply to it is still running
+        here or on another worker. Claim before reading the thread: the previous turn gives
+        its claim back only once its last event is stored, so ``last_seq`` read after this
+        is current. Give it back with :meth:`release` unless :meth:`start` follows."""
         if thread_id in self._reserved or thread_id in self.active:
-            raise Conflict("A reply is still being written; wait for it to finish.")
+            raise Conflict(BUSY)
         self._reserved.add(thread_id)
+        try:
+            taken = await self.limiter.claim(_lock_key(thread_id), self.lock_seconds)
+        except BaseException:
+            self._reserved.discard(thread_id)
+            raise
+        if not taken:
+            self._reserved.discard(thread_id)
+            raise Conflict(BUSY)
 
-    def release(self, thread_id: str) -> None:
+    async def release(self, thread_id: str) -> None:
+        """Give back a claim whose turn did not start."""
         self._reserved.discard(thread_id)
+        await self.limiter.release(_lock_key(thread_id))
 
     def start(self, req: TurnRequest) -> TurnLog:
         """Queue the customer's message for storage (creating the thread when new) and start
@@ -234,7 +281,13 @@ class ChatRunner:
         reply = Reply(self, turn_log, req.shop_id)
         try:
             await self.emit(turn_log, "thread", {"thread_id": req.thread_id, "role": req.role})
-            await self._turn(req, reply)
+            try:
+                async with asyncio.timeout(self.turn_seconds):
+                    await self._turn(req, reply)
+            except TimeoutError:
+                log.warning("chat turn cut at its deadline", extra={"thread_id": req.thread_id})
+                if not reply.closed:
+                    await reply.fail("timeout", TOO_LONG)
         except asyncio.CancelledError:
             self._store_now(turn_log, reply)
             raise
@@ -244,8 +297,29 @@ class ChatRunner:
                 await reply.fail("internal", "Something went wrong; please try again.")
         finally:
             turn_log.finished.set()
-            if self.active.get(req.thread_id) is turn_log:
-                del self.active[req.thread_id]
+            # Not ended by its last event (cut short, or a failure): writes it queued may
+            # still be running; they are stored before the thread takes another message.
+            await self.end_turn(turn_log, after_writes=True)
+
+    async def end_turn(self, turn_log: TurnLog, *, after_writes: bool = False) -> None:
+        """The turn's last event is stored: the thread takes its next message, here or on
+        another worker. With ``after_writes``, first wait for every write queued so far.
+        Only the first call does anything."""
+        if turn_log.released:
+            return
+        turn_log.released = True
+        if after_writes:
+            # Cancelled once more (the loop is going): the claim is given back anyway.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(
+                    asyncio.get_running_loop().run_in_executor(self._writer, _nothing)
+                )
+        if self.active.get(turn_log.thread_id) is turn_log:
+            del self.active[turn_log.thread_id]
+        try:
+            await self.limiter.release(_lock_key(turn_log.thread_id))
+        except Exception:  # the claim expires on its own
+            log.exception("could not release a chat turn's claim")
 
     def _store_now(self, turn_log: TurnLog, reply: Reply) -> None:
         """Cancelled (shutdown): keep what was said, synchronously, before the loop goes."""
@@ -339,8 +413,25 @@ class ChatRunner:
         return follow(self, thread_id, after, turn_log=turn_log, token=token, stop=stop)
 
 
+def _nothing() -> None:
+    """A no-op for the writer thread: it returns once the writes queued before it ran."""
+
+
+def _lock_key(thread_id: str) -> str:
+    return f"turn:{thread_id}"
+
+
 def is_confirmation(req: TurnRequest) -> bool:
     return req.action == "checkout" or (bool(req.message) and is_checkout_phrase(req.message))
 
 
-__all__ = ["BUDGET_NOTICE", "FALLBACK_NOTICE", "ChatRunner", "TurnLog", "TurnRequest"]
+__all__ = [
+    "BUDGET_NOTICE",
+    "BUSY",
+    "FALLBACK_NOTICE",
+    "TOO_LONG",
+    "ChatRunner",
+    "TurnLog",
+    "TurnRequest",
+    "turn_seconds",
+]

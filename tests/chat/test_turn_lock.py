@@ -1,0 +1,301 @@
+"""One reply per thread at a time, in one process and across workers sharing Redis: a second
+message while a reply runs gets 409, the thread takes messages again once the reply is done,
+and a worker that dies mid-reply locks the thread only until its claim expires."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import col, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from server import models
+from server.app import create_app
+from server.chat.runner import BUSY, TOO_LONG, ChatRunner
+from server.db import Database
+from server.events import MemoryBus
+from server.ratelimit import MemoryRateLimiter, RateLimiter
+from server.settings import Settings
+from tests import services
+from tests.chat.helpers import Event, parse_sse, post_chat
+from tests.fakes.fake_openai import FakeOpenAI
+
+
+class GatedOpenAI(FakeOpenAI):
+    """The fake OpenAI server, holding every completion while ``gate`` is closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    async def _completions(self, request: Request) -> Response:
+        await asyncio.to_thread(self.gate.wait, 30)
+        return await super()._completions(request)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[GatedOpenAI]:
+    with GatedOpenAI() as fake:
+        yield fake
+        fake.gate.set()  # a request still held must not outlive the test
+
+
+@dataclass
+class Sent:
+    """One POST sent from a thread: its status as soon as it is known, then its body."""
+
+    status: int = 0
+    known: threading.Event = field(default_factory=threading.Event)
+    events: list[Event] = field(default_factory=list)
+    body: Any = None
+
+
+def send(base: str, shop_id: str, sent: Sent, **body: Any) -> None:
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{base}/api/chat/{shop_id}", json=body) as response,
+    ):
+        sent.status = response.status_code
+        sent.known.set()
+        if response.status_code == 200:
+            sent.events = parse_sse(response.iter_lines())
+        else:
+            response.read()
+            sent.body = response.json()
+
+
+def send_both(
+    fake: GatedOpenAI, bases: tuple[str, str], shop_id: str, **body: Any
+) -> tuple[Sent, Sent]:
+    """The same message to the same thread at the same moment through ``bases``; the model
+    answers only once both statuses are known, so the first reply is still running when the
+    second message arrives, whichever comes first."""
+    fake.gate.clear()
+    one, two = Sent(), Sent()
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(send, base, shop_id, s, **body)
+            for base, s in zip(bases, (one, two), strict=True)
+        ]
+        assert one.known.wait(20) and two.known.wait(20)
+        fake.gate.set()
+        for future in futures:
+            future.result(timeout=30)
+    return one, two
+
+
+def check_one_reply_one_refusal(one: Sent, two: Sent) -> Sent:
+    """Exactly one 200 stream that ends ``done``, one 409 in the usual error shape."""
+    assert sorted((one.status, two.status)) == [200, 409]
+    ok, busy = (one, two) if one.status == 200 else (two, one)
+    assert busy.body == {"error": "Conflict", "detail": BUSY}
+    assert ok.events[-1].event == "done"
+    return ok
+
+
+def check_ids(stream: Sent, seqs: list[int]) -> None:
+    """The reply's events came with consecutive ids, each stored once with that id."""
+    ids = [e.id for e in stream.events]
+    assert ids == list(range(ids[0] or 0, (ids[0] or 0) + len(ids)))
+    assert set(ids) <= set(seqs)
+
+
+def stored(db: Database, thread_id: str) -> tuple[list[int], list[str]]:
+    """The thread's stored event ids and its customer messages."""
+    with db.read() as s:
+        seqs = s.exec(
+            select(models.ThreadEvent.seq)
+            .where(models.ThreadEvent.thread_id == thread_id)
+            .order_by(col(models.ThreadEvent.seq))
+        ).all()
+        said = s.exec(
+            select(models.Message.content)
+            .where(models.Message.thread_id == thread_id, models.Message.role == "user")
+            .order_by(col(models.Message.id))
+        ).all()
+    return list(seqs), list(said)
+
+
+def first_message(base: str, shop_id: str) -> dict[str, str]:
+    stream = post_chat(base, shop_id, message="hi")
+    assert stream.events[-1].event == "done"
+    return {"thread_id": stream.thread["thread_id"], "thread_token": stream.thread["thread_token"]}
+
+
+# ---------------------------------------------------------------- one process
+
+
+def test_two_messages_at_once_get_one_reply_and_one_409(
+    llm_app: Starlette,
+    serve: Callable[[Starlette], str],
+    shop: models.Shop,
+    db: Database,
+    fake_openai: GatedOpenAI,
+) -> None:
+    base = serve(llm_app)
+    ids = first_message(base, shop.id)
+    one, two = send_both(fake_openai, (base, base), shop.id, message="and a latte?", **ids)
+    ok = check_one_reply_one_refusal(one, two)
+    # Once the reply is done, the thread takes the next message at once.
+    after = post_chat(base, shop.id, message="thanks", **ids)
+    assert after.status == 200 and after.events[-1].event == "done"
+    seqs, said = stored(db, ids["thread_id"])
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert said == ["hi", "and a latte?", "thanks"]
+    check_ids(ok, seqs)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def runner_for(app: Starlette, limiter: RateLimiter, **kw: Any) -> ChatRunner:
+    state = app.state
+    return ChatRunner(state.settings, state.db, state.bus, state.llm, limiter, **kw)
+
+
+def die_holding(runner: ChatRunner, thread_id: str) -> None:
+    """A worker that claimed the thread for a reply, then died: nothing gives it back."""
+
+    async def claim_and_die() -> None:
+        await runner.claim(thread_id)
+        close = getattr(runner.limiter, "close", None)
+        if close is not None:
+            await close()
+
+    asyncio.run(claim_and_die())
+
+
+def test_a_reply_whose_worker_died_locks_the_thread_only_until_its_claim_expires(
+    llm_settings: Settings, db: Database, serve: Callable[[Starlette], str], shop: models.Shop
+) -> None:
+    clock = Clock()
+    limiter = MemoryRateLimiter(clock=clock)
+    app = create_app(llm_settings, db=db)
+    app.state.limiter = limiter
+    app.state.chat_runner = runner_for(app, limiter)
+    base = serve(app)
+    ids = first_message(base, shop.id)
+    dead = runner_for(app, limiter, lock_seconds=30)
+    die_holding(dead, ids["thread_id"])
+    refused = post_chat(base, shop.id, message="hello?", **ids)
+    assert refused.status == 409 and refused.body["detail"] == BUSY
+    clock.now += 30.5
+    assert post_chat(base, shop.id, message="hello?", **ids).events[-1].event == "done"
+
+
+def test_a_reply_past_the_turn_deadline_ends_with_an_error_and_frees_the_thread(
+    llm_app: Starlette,
+    serve: Callable[[Starlette], str],
+    shop: models.Shop,
+    fake_openai: GatedOpenAI,
+) -> None:
+    llm_app.state.chat_runner = runner_for(
+        llm_app, llm_app.state.limiter, max_turn_seconds=0.5, lock_seconds=60
+    )
+    base = serve(llm_app)
+    fake_openai.gate.clear()  # the model never answers
+    stream = post_chat(base, shop.id, message="hi")
+    assert stream.events[-1].event == "error"
+    assert stream.events[-1].data == {"code": "timeout", "message": TOO_LONG, "retryable": True}
+    fake_openai.gate.set()
+    ids = {"thread_id": stream.thread["thread_id"], "thread_token": stream.thread["thread_token"]}
+    assert post_chat(base, shop.id, message="hi again", **ids).events[-1].event == "done"
+
+
+# ---------------------------------------------------------------- two workers, one Redis
+
+
+@pytest.fixture
+def two_workers(
+    llm_settings: Settings, db: Database, serve: Callable[[Starlette], str]
+) -> Iterator[Callable[..., tuple[str, str, str]]]:
+    """Factory: two app instances (each its own engine, bus and limiter) on the test database
+    and one Redis, under a key prefix of their own; returns (url A, url B, prefix)."""
+    from server.redis_bus import RedisBus, RedisRateLimiter
+
+    redis = services.redis_url()
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    settings = llm_settings.with_(redis_url=redis)
+    engines: list[Database] = []
+
+    def start(**runner_kw: Any) -> tuple[str, str, str]:
+        urls = []
+        for _ in range(2):
+            engine = Database(settings.database_url)
+            engines.append(engine)
+            app = create_app(settings, db=engine, bus=RedisBus(redis, prefix=prefix))
+            app.state.limiter = RedisRateLimiter(redis, prefix=prefix)
+            if runner_kw:
+                app.state.chat_runner = runner_for(app, app.state.limiter, **runner_kw)
+            urls.append(serve(app))
+        return urls[0], urls[1], prefix
+
+    yield start
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.mark.redis
+def test_two_messages_at_once_on_two_workers_get_one_reply_and_one_409(
+    two_workers: Callable[..., tuple[str, str, str]],
+    shop: models.Shop,
+    db: Database,
+    fake_openai: GatedOpenAI,
+) -> None:
+    a, b, _ = two_workers()
+    ids = first_message(a, shop.id)
+    one, two = send_both(fake_openai, (a, b), shop.id, message="and a latte?", **ids)
+    ok = check_one_reply_one_refusal(one, two)
+    # The next message works on either worker as soon as the reply is done.
+    for base, text in ((b, "thanks"), (a, "bye")):
+        after = post_chat(base, shop.id, message=text, **ids)
+        assert after.status == 200 and after.events[-1].event == "done"
+    seqs, said = stored(db, ids["thread_id"])
+    assert seqs == list(range(1, len(seqs) + 1))  # no id given twice
+    assert said == ["hi", "and a latte?", "thanks", "bye"]
+    check_ids(ok, seqs)
+
+
+@pytest.mark.redis
+def test_a_claim_left_by_a_dead_worker_expires_after_its_ttl(
+    two_workers: Callable[..., tuple[str, str, str]],
+    llm_settings: Settings,
+    db: Database,
+    shop: models.Shop,
+) -> None:
+    from redis import Redis
+
+    from server.redis_bus import RedisRateLimiter
+
+    a, b, prefix = two_workers()
+    held, brief = first_message(a, shop.id), first_message(a, shop.id)
+    limiter = RedisRateLimiter(services.redis_url(), prefix=prefix)
+    dead = ChatRunner(llm_settings, db, MemoryBus(), None, limiter)
+    die_holding(dead, held["thread_id"])  # with the full TTL
+    dead.lock_seconds = 0.3
+    die_holding(dead, brief["thread_id"])
+    with Redis.from_url(services.redis_url()) as redis:
+        left = redis.pttl(f"{prefix}claim:turn:{brief['thread_id']}")
+    assert 0 < left <= 300
+    refused = post_chat(b, shop.id, message="hello?", **held)
+    assert refused.status == 409 and refused.body["detail"] == BUSY
+    time.sleep(0.4)
+    assert post_chat(b, shop.id, message="hello?", **brief).events[-1].event == "done"
+    assert post_chat(a, shop.id, message="hello?", **held).status == 409
