@@ -15,19 +15,13 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.catalog.money import currency_problem
+from server.shops.hours import DAY_NAMES as WEEKDAY_NAMES
+from server.shops.hours import DAYS, parse_range
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-DAY_NAMES = dict(
-    zip(
-        DAYS,
-        ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-        strict=True,
-    )
-)
+DAY_NAMES = dict(zip(DAYS, WEEKDAY_NAMES, strict=True))
 FULFILLMENT_MODES = ("pickup", "delivery", "table")
 PAYMENTS_MODES = ("auto", "live", "demo")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-4]):([0-5]\d)$")
 _STRIPE_ACCOUNT = re.compile(r"^acct_[A-Za-z0-9]{6,60}$")
 
 
@@ -135,8 +129,11 @@ def parse_shop_settings(
 
 
 def parse_opening_hours(fields: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """Fields ``hours_mon`` ... ``hours_sun`` (``08:00-12:00, 13:00-17:00``; empty = closed,
-    all empty = no schedule) and ``hours_tz`` -> ``{"mon": [["08:00","12:00"], ...], "tz": ...}``."""
+    """Fields ``hours_mon`` ... ``hours_sun`` (``08:00-12:00, 13:00-17:00``; ``22:00-02:00``
+    runs past midnight; ``closed`` or empty = closed, all empty = no schedule) and ``hours_tz``
+    -> ``{"mon": [["08:00","12:00"], ...], "tz": ...}``. Each range goes through
+    :func:`server.shops.hours.parse_range`, so the form takes exactly what the shop's open or
+    closed state understands."""
     hours: dict[str, Any] = {}
     for day in DAYS:
         text = _text(fields, f"hours_{day}")
@@ -147,13 +144,16 @@ def parse_opening_hours(fields: Mapping[str, Any]) -> tuple[dict[str, Any], str 
             continue
         ranges = []
         for part in text.split(","):
-            m = _RANGE.match(part.strip())
-            if not m or (m.group(1), m.group(2)) >= (m.group(3), m.group(4)):
+            if not part.strip():
+                continue  # "08:00-12:00," has nothing after its comma
+            try:
+                ranges.append(parse_range(part))
+            except ValueError as exc:
                 return (
                     {},
-                    f"{DAY_NAMES[day]}: write hours like 08:00-12:00, 13:00-17:00 (or leave empty).",
+                    f"{DAY_NAMES[day]}: {exc}. Write hours like 08:00-12:00, 13:00-17:00 "
+                    "(22:00-02:00 closes after midnight), or leave the day empty.",
                 )
-            ranges.append([f"{m.group(1)}:{m.group(2)}", f"{m.group(3)}:{m.group(4)}"])
         hours[day] = ranges
     tz = _text(fields, "hours_tz")
     if hours:

@@ -1,7 +1,7 @@
 """Opening hours: is the shop open at a given moment, and if not, when does it open again.
 
 ``Shop.opening_hours`` is what the dashboard's settings form writes
-(:func:`server.owners.shop_form.parse_opening_hours`)::
+(:func:`server.owners.shop_form.parse_opening_hours`, each range through :func:`parse_range`)::
 
     {"tz": "Europe/Paris", "mon": [["08:00", "12:00"], ["13:00", "17:00"]], "tue": [], ...}
 
@@ -33,19 +33,50 @@ def _minutes(text: Any) -> int | None:
     return value if value <= DAY_MINUTES else None
 
 
+def _range(start_text: Any, end_text: Any) -> tuple[int, int] | None:
+    """``(start, end)`` in minutes from midnight, the end past ``DAY_MINUTES`` when the range
+    runs past midnight; None when it is not a range."""
+    start, end = _minutes(start_text), _minutes(end_text)
+    if start is None or end is None or start >= DAY_MINUTES:
+        return None
+    if end <= start:
+        end += DAY_MINUTES  # 22:00-02:00 closes at 02:00 the next day
+    return start, end
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def parse_range(text: str) -> list[str]:
+    """``"22:00-02:00"`` -> ``["22:00", "02:00"]``: a range as the settings form takes it,
+    checked by the very rules :func:`is_open` reads stored ranges with (``9:00`` is ``09:00``,
+    ``24:00`` only ends a day, an end at or before the start runs past midnight).
+
+    Raises ValueError with a sentence for the owner."""
+    start_text, dash, end_text = text.strip().partition("-")
+    if not dash:
+        raise ValueError(f"{text.strip()!r} is not a range like 08:00-12:00")
+    for part in (start_text, end_text):
+        if _minutes(part) is None:
+            raise ValueError(f"{part.strip()!r} is not a time from 00:00 to 24:00")
+    pair = _range(start_text, end_text)
+    if pair is None:
+        raise ValueError(f"{text.strip()!r} starts at 24:00; start at 00:00 instead")
+    start, end = pair
+    return [_clock(start), _clock(end if end <= DAY_MINUTES else end - DAY_MINUTES)]
+
+
 def _ranges(hours: Mapping[str, Any], day: int) -> list[tuple[int, int]]:
-    """The day's ranges as minutes from midnight; an overnight end is past ``DAY_MINUTES``."""
+    """The day's ranges as minutes from midnight; an overnight end is past ``DAY_MINUTES``.
+    A malformed range is skipped (the settings form never writes one)."""
     out = []
     raw = hours.get(DAYS[day % 7])
     for pair in raw if isinstance(raw, list) else []:
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            continue
-        start, end = _minutes(pair[0]), _minutes(pair[1])
-        if start is None or end is None or start >= DAY_MINUTES:
-            continue
-        if end <= start:
-            end += DAY_MINUTES  # 22:00-02:00 closes at 02:00 the next day
-        out.append((start, end))
+        if isinstance(pair, list | tuple) and len(pair) == 2:
+            parsed = _range(pair[0], pair[1])
+            if parsed is not None:
+                out.append(parsed)
     return sorted(out)
 
 
@@ -95,5 +126,5 @@ def next_opening(hours: Mapping[str, Any] | None, now: datetime) -> tuple[int, i
         for start, _end in _ranges(hours, weekday + offset):
             if offset == 0 and start <= minute:
                 continue
-            return offset, (weekday + offset) % 7, f"{start // 60:02d}:{start % 60:02d}"
+            return offset, (weekday + offset) % 7, _clock(start)
     return None

@@ -257,7 +257,7 @@ def test_bad_settings_are_explained_and_not_saved(owner: TestClient, db: Databas
         "Use a colour like #2f6f4f.",
         "Choose at least one of pickup",
         "is not a website origin",
-        "Monday: write hours like",
+        "Monday: &#39;9&#39; is not a time from 00:00 to 24:00. Write hours like",
     ):
         assert sentence in r.text
     with db.read() as s:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from server.owners.auth import hash_password, password_problems, verify_password
 from server.owners.pages import safe_next
 from server.owners.shop_form import parse_opening_hours, parse_origins, parse_shop_settings
+from server.shops.hours import next_opening
 
 
 @pytest.mark.parametrize(
@@ -69,8 +71,31 @@ def test_login_only_returns_to_this_site(target: str | None, expected: str) -> N
             None,
         ),
         ({"hours_fri": "22:00-24:00", "hours_tz": "UTC"}, {"fri": [["22:00", "24:00"]]}, None),
-        ({"hours_mon": "17:00-08:00", "hours_tz": "UTC"}, None, "Monday: write hours like"),
-        ({"hours_wed": "9-5", "hours_tz": "UTC"}, None, "Wednesday: write hours like"),
+        # Past midnight, as the shop's open/closed state reads it.
+        ({"hours_fri": "22:00-02:00", "hours_tz": "UTC"}, {"fri": [["22:00", "02:00"]]}, None),
+        ({"hours_mon": "17:00 - 08:00", "hours_tz": "UTC"}, {"mon": [["17:00", "08:00"]]}, None),
+        ({"hours_mon": "9:00-17:30,", "hours_tz": "UTC"}, {"mon": [["09:00", "17:30"]]}, None),
+        (
+            {"hours_wed": "9-5", "hours_tz": "UTC"},
+            None,
+            "Wednesday: '9' is not a time from 00:00 to 24:00. Write hours like 08:00-12:00",
+        ),
+        (
+            {"hours_thu": "08:00-12:00, 13:00-25:00", "hours_tz": "UTC"},
+            None,
+            "Thursday: '25:00' is not a time from 00:00 to 24:00.",
+        ),
+        (
+            {"hours_sat": "24:00-02:00", "hours_tz": "UTC"},
+            None,
+            "Saturday: '24:00-02:00' starts at 24:00; start at 00:00 instead.",
+        ),
+        (
+            {"hours_sun": "08:00", "hours_tz": "UTC"},
+            None,
+            "Sunday: '08:00' is not a range like 08:00-12:00.",
+        ),
+        ({"hours_mon": "8am-5pm", "hours_tz": "UTC"}, None, "Monday: '8am' is not a time"),
         ({"hours_mon": "08:00-17:00"}, None, "Choose the time zone"),
         ({"hours_mon": "08:00-17:00", "hours_tz": "Mars/Olympus"}, None, "is not a time zone name"),
     ],
@@ -87,6 +112,39 @@ def test_opening_hours(
         assert parsed[day] == ranges
     if hours:
         assert set(parsed) == {"mon", "tue", "wed", "thu", "fri", "sat", "sun", "tz"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "08:00-17:00",
+        "22:00-02:00",
+        "9:00-17:00",
+        "00:00-24:00",
+        "08:00-08:00",
+        "23:59-00:00",
+        "24:00-02:00",
+        "24:00-24:00",
+        "25:00-02:00",
+        "08:60-09:00",
+        "08:00-24:01",
+        "8-17",
+        "08.00-17.00",
+        "08:00",
+        "08:00--09:00",
+        "-",
+    ],
+)
+def test_the_form_takes_exactly_the_ranges_the_open_state_understands(text: str) -> None:
+    """One parser: a range the form refuses is one the shop's hours would ignore, and the other
+    way round."""
+    parsed, problem = parse_opening_hours({"hours_mon": text, "hours_tz": "UTC"})
+    start, _, end = text.partition("-")
+    sunday = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    understood = next_opening({"mon": [[start, end]], "tz": "UTC"}, sunday) is not None
+    assert (problem is None) is understood
+    if understood:  # and what the form stores opens at the same time
+        assert next_opening(parsed, sunday) == next_opening({"mon": [[start, end]]}, sunday)
 
 
 @pytest.mark.parametrize(

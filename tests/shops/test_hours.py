@@ -110,6 +110,34 @@ def test_what_the_dashboard_writes_is_understood() -> None:
     assert is_open(hours, utc(27, 17)) == (False, CLOSED + "Monday at 08:00.")
 
 
+def test_a_friday_night_range_saved_in_the_settings_form_is_open_early_saturday(
+    client: TestClient, db: Database
+) -> None:
+    from tests.owners.helpers import make_shop as make_owned_shop
+    from tests.owners.helpers import owner_id_of, session_csrf, signup
+
+    signup(client, "ana@example.com")
+    shop_id = make_owned_shop(db, owner_id_of(db, "ana@example.com"), name="Night Bar")
+    form = {
+        "csrf_token": session_csrf(client),
+        "name": "Night Bar",
+        "fulfillment_modes": ["pickup"],
+        "hours_fri": "22:00-02:00",
+        "hours_tz": "Europe/Paris",
+    }
+    r = client.post(f"/dashboard/shops/{shop_id}/settings", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    with db.read() as s:
+        shop = s.get(models.Shop, shop_id)
+        assert shop is not None
+        # 28 November 2026 is a Saturday; Paris is UTC+1: 01:00 there is 00:00 UTC.
+        assert shop_context(shop, utc(28, 0)).paused is False  # Saturday 01:00: Friday's range
+        assert shop_context(shop, utc(27, 20, 59)).paused_reason == CLOSED + "today at 22:00."
+        assert shop_context(shop, utc(28, 1)).paused_reason == CLOSED + "Friday at 22:00."
+    page = client.get(f"/dashboard/shops/{shop_id}/settings").text
+    assert 'value="22:00-02:00"' in page  # shown back as the owner wrote it
+
+
 def config_of(html: str) -> dict[str, Any]:
     m = re.search(r'<script type="application/json" id="sa-config">(.*?)</script>', html, re.S)
     assert m, html
