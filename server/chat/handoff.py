@@ -132,10 +132,19 @@ async def hand_off(
     else:
         texts = [m["content"] for m in history if m.get("role") == "user"]
         draft = offline_draft(cart, texts, ctx.shop)
-    await _complete(runner, reply, ctx, draft, child_id, req.thread_id)
+    await _complete(
+        runner, reply, ctx, draft, child_id, req.thread_id, waiter_order=ctx.thread.order_id
+    )
 
 
 CASHIER_STATE_KEYS = ("awaiting", "items", "fulfillment", "customer_note")
+
+
+def _order_of(session: Any, thread_id: str) -> dict[str, Any] | None:
+    """The order the thread points at now, as JSON."""
+    thread = session.get(models.Thread, thread_id)
+    order = session.get(models.Order, thread.order_id) if thread and thread.order_id else None
+    return order_to_json(order) if order is not None else None
 
 
 async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
@@ -164,10 +173,30 @@ async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
     return True
 
 
+class _AlreadyOrdered(Exception):
+    """Another turn placed this handoff's order first (this one's is rolled back)."""
+
+    def __init__(self, order: dict[str, Any] | None) -> None:
+        super().__init__("order already placed")
+        self.order = order
+
+
 async def _complete(
-    runner: Any, reply: Any, ctx: Any, draft: Draft, cashier_id: str, waiter_id: str | None
+    runner: Any,
+    reply: Any,
+    ctx: Any,
+    draft: Draft,
+    cashier_id: str,
+    waiter_id: str | None,
+    *,
+    waiter_order: object = threads.ANY_ORDER,
 ) -> None:
-    """Ask for the name when the shop needs one, else store the order and send it."""
+    """Ask for the name when the shop needs one, else store the order and send it.
+
+    One order per handoff, whatever runs at the same time: the cashier thread takes an order
+    only while it has none, and the thread that handed over only while its order is still
+    ``waiter_order`` (what the turn read; unchecked when not given). A turn that loses
+    stores nothing and shows the order already placed."""
     # The reply is stored in the thread the customer wrote to and in the cashier's thread.
     targets = list(dict.fromkeys([reply.log.thread_id, cashier_id]))
     try:
@@ -199,12 +228,22 @@ async def _complete(
             customer_note=draft.customer_note,
             thread_id=cashier_id,
         )
-        threads.save_thread_state(session, cashier_id, order_id=order.id, state={})
-        if waiter_id:
-            threads.save_thread_state(session, waiter_id, order_id=order.id)
+        if not threads.link_order(session, cashier_id, order.id, expected=None, state={}):
+            raise _AlreadyOrdered(_order_of(session, cashier_id))
+        if waiter_id and not threads.link_order(
+            session, waiter_id, order.id, expected=waiter_order
+        ):
+            raise _AlreadyOrdered(_order_of(session, waiter_id))
         return order_to_json(order)
 
-    order = await runner.write_db(create)
+    try:
+        order = await runner.write_db(create)
+    except _AlreadyOrdered as lost:
+        await _say(reply, ORDER_PLACED)
+        await reply.store(targets)
+        if lost.order is not None:
+            await reply.event("order", {"order": lost.order})
+        return
     if order is None:
         await _say(reply, paused_reply(ctx.shop))
         return

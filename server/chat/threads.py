@@ -219,6 +219,31 @@ def save_thread_state(
     session.execute(update(models.Thread).where(models.Thread.id == thread_id).values(**values))
 
 
+ANY_ORDER: Any = object()  # link_order: whatever order the thread points at
+
+
+def link_order(
+    session: Session,
+    thread_id: str,
+    order_id: str,
+    *,
+    expected: object = ANY_ORDER,
+    state: dict[str, Any] | None = None,
+) -> bool:
+    """Point the thread at ``order_id`` (and set ``state``), only while it still points at
+    ``expected`` (``None``: no order yet). One conditional UPDATE: of two transactions at
+    once, the second waits for the first and then finds the thread changed. True when set."""
+    values: dict[str, Any] = {"order_id": order_id, "updated_at": utcnow()}
+    if state is not None:
+        values["state"] = state
+    stmt = update(_THREAD).where(_THREAD.c.id == thread_id)
+    if expected is None:
+        stmt = stmt.where(_THREAD.c.order_id.is_(None))
+    elif expected is not ANY_ORDER:
+        stmt = stmt.where(_THREAD.c.order_id == expected)
+    return session.connection().execute(stmt.values(**values)).rowcount == 1
+
+
 def add_usage(session: Session, shop_id: str, day: str, tokens: int) -> None:
     """Count model tokens against the shop's day: one upsert, safe between workers."""
     values = {"shop_id": shop_id, "day": day, "tokens": tokens}
