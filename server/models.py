@@ -220,6 +220,18 @@ class Order(SQLModel, table=True):
     paid_at: datetime | None = _ts(nullable=True, default=None)
 
 
+class IssuedCheckout(SQLModel, table=True):
+    """Every checkout session this server opened for an order, also the ones a changed cart
+    replaced. A payment counts only for a session listed here for that order (and for the
+    Connect account it was opened on), never for one an event merely claims is the order's."""
+
+    id: str = Field(primary_key=True, max_length=255)  # the provider's session id
+    order_id: str = Field(foreign_key="order.id", index=True, ondelete="CASCADE")
+    gateway: str = Field(max_length=10)  # stripe | demo
+    stripe_account: str = Field(default="", max_length=100)  # "" = the platform's own account
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
 class OrderStatusChange(SQLModel, table=True):
     """The order's history: every accepted status move and what caused it."""
 

@@ -4,7 +4,8 @@
    catalog, and either finds a stored, still-open session for this version of the order (a
    double click: nothing new is made) or reserves the next one: its idempotency key and expiry.
 2. Outside any transaction: expire the previous session if the cart changed, create the session.
-3. A second short transaction stores the session on the order.
+3. A second short transaction lists the session as issued for the order (only listed sessions
+   can pay it) and stores it on the order.
 
 The idempotency key and ``expires_at`` are fixed in step 1, so two clicks racing through step 2
 send Stripe identical requests and get the same session back.
@@ -30,6 +31,7 @@ from server.orders import status as st
 from server.orders.create import OrderDraftError, price_items
 from server.orders.fulfil import StatusChange, change_status, lock_order, serialised_write
 from server.payments.gateway import Payments, gateway_for_shop
+from server.payments.sessions import record_issued
 from server.settings import Settings
 
 log = logging.getLogger("shop_assist.payments")
@@ -200,11 +202,22 @@ def _reserve(
 
 
 def _store(
-    db: Database, order_id: str, version: int, attempt: int, session: Any, mode: str
+    db: Database,
+    order_id: str,
+    version: int,
+    attempt: int,
+    session: Any,
+    mode: str,
+    account: str,
 ) -> None:
+    """Record the session as issued and make it the order's current one (unless a newer
+    checkout was reserved meanwhile)."""
     with serialised_write(db) as s:
         order = lock_order(s, order_id)
-        if order is None or order.checkout_version != version or order.checkout_attempt != attempt:
+        if order is None:
+            return
+        record_issued(s, order_id, session.session_id, mode, account)
+        if order.checkout_version != version or order.checkout_attempt != attempt:
             return  # a newer checkout was reserved meanwhile; it stores its own session
         order.checkout_session_id = session.session_id
         order.checkout_url = session.url
@@ -247,8 +260,9 @@ async def start_checkout(
         cancel_url=f"{base}/checkout/return?cancelled=1&{query}",
         expires_at=plan.expires_at,
     )
+    stored_account = (account or "") if gateway.name == "stripe" else ""
     await run_in_threadpool(
-        _store, db, order.id, order.version, plan.attempt, session, gateway.name
+        _store, db, order.id, order.version, plan.attempt, session, gateway.name, stored_account
     )
     log.info(
         "checkout created",

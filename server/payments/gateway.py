@@ -274,6 +274,12 @@ class DemoGateway:
         return None
 
 
+def is_live_key(secret_key: str) -> bool:
+    """True for a live-mode Stripe key (``sk_live_``/``rk_live_``); test keys and no key at all
+    (demo payments) mean test mode, so only test-mode events count."""
+    return secret_key.startswith(("sk_live_", "rk_live_"))
+
+
 def demo_allowed(settings: Settings) -> bool:
     return not settings.production or settings.allow_demo_payments_in_production
 

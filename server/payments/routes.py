@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from datetime import UTC
@@ -25,8 +26,9 @@ from server.ids import tokens_equal, utcnow
 from server.orders import status as st
 from server.orders.fulfil import after_commit, publish_flagged, serialised_write
 from server.payments.checkout import order_token
-from server.payments.gateway import gateway_for_order
-from server.payments.webhook import EventResult, record_event, settle_session
+from server.payments.gateway import gateway_for_order, is_live_key
+from server.payments.sessions import IssuedSession, issued_session
+from server.payments.webhook import EventResult, Origin, record_event, settle_session
 
 log = logging.getLogger("shop_assist.payments")
 
@@ -49,7 +51,9 @@ async def stripe_webhook(request: Request) -> Response:
         raise
     extra = {"request_id": rid, "event_id": event["id"], "event_type": event["type"]}
     try:
-        result: EventResult = await run_in_threadpool(record_event, state.db, event)
+        result: EventResult = await run_in_threadpool(
+            record_event, state.db, event, live_key=is_live_key(state.settings.stripe_secret_key)
+        )
     except Exception:
         log.exception("webhook handling failed; rolled back", extra=extra)
         return JSONResponse(
@@ -93,9 +97,16 @@ def _load(db: Database, order_id: str) -> tuple[models.Order, models.Shop] | Non
         return (order, shop) if order and shop else None
 
 
-def _settle(db: Database, obj: dict[str, Any]) -> EventResult:
+def _issued(db: Database, order_id: str, session_id: str) -> IssuedSession | None:
+    with db.read() as s:
+        order = s.get(models.Order, order_id)
+        shop = s.get(models.Shop, order.shop_id) if order else None
+        return issued_session(s, order, shop, session_id) if order and shop else None
+
+
+def _settle(db: Database, obj: dict[str, Any], origin: Origin) -> EventResult:
     with serialised_write(db) as s:
-        return settle_session(s, obj, source="return")
+        return settle_session(s, obj, origin)
 
 
 async def _authorised(
@@ -156,12 +167,27 @@ async def checkout_return(request: Request) -> Response:
     session_id = q.get("session_id") or ""
     gateway = gateway_for_order(state.payments, order)
     if not cancelled and session_id and gateway.name == "stripe" and not st.is_paid(order.status):
-        try:
-            obj = await gateway.retrieve(session_id, shop.stripe_account_id or None)
-        except UpstreamError:
-            obj = None  # the webhook will still arrive; the page shows "confirming"
-        if obj and (obj.get("metadata") or {}).get("order_id") == order.id:
-            result = await run_in_threadpool(_settle, state.db, obj)
+        # Only a session this server opened for this order, read from the account it was
+        # opened on: the query string is the customer's to write.
+        issued = await run_in_threadpool(_issued, state.db, order.id, session_id)
+        obj = None
+        if issued is not None and issued.gateway == "stripe":
+            # On failure the webhook will still arrive; the page shows "confirming".
+            with contextlib.suppress(UpstreamError):
+                obj = await gateway.retrieve(session_id, issued.account)
+        if (
+            issued is not None
+            and obj
+            and obj.get("id") == session_id
+            and (obj.get("metadata") or {}).get("order_id") == order.id
+        ):
+            origin = Origin(
+                source="return",
+                account=issued.account,
+                livemode=obj.get("livemode") is True,
+                live_key=is_live_key(state.settings.stripe_secret_key),
+            )
+            result = await run_in_threadpool(_settle, state.db, obj, origin)
             log.info(
                 "return page checked session",
                 extra={
@@ -255,7 +281,9 @@ async def demo_checkout(request: Request) -> Response:
             }
         },
     }
-    result = await run_in_threadpool(record_event, state.db, event)
+    result = await run_in_threadpool(
+        record_event, state.db, event, live_key=is_live_key(state.settings.stripe_secret_key)
+    )
     log.info(
         "demo payment",
         extra={"request_id": request_id(request), "order_id": order.id, "outcome": result.outcome},

@@ -251,18 +251,28 @@ def _error(status: int, kind: str, message: str, code: str | None = None) -> JSO
 
 
 def make_event(
-    event_type: str, obj: dict[str, Any], *, event_id: str | None = None
+    event_type: str,
+    obj: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    account: str | None = None,
+    livemode: bool = False,
 ) -> dict[str, Any]:
-    """A Stripe event envelope around ``obj`` (a session or a charge)."""
-    return {
+    """A Stripe event envelope around ``obj`` (a session or a charge). ``account``: the event
+    of a connected account, as a Connect platform's endpoint receives it (top-level
+    ``account``)."""
+    event: dict[str, Any] = {
         "id": event_id or "evt_" + secrets.token_hex(12),
         "object": "event",
         "api_version": "2025-01-27.acacia",
         "created": int(time.time()),
-        "livemode": False,
+        "livemode": livemode,
         "type": event_type,
         "data": {"object": obj},
     }
+    if account is not None:
+        event["account"] = account
+    return event
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int | None = None) -> str:

@@ -66,7 +66,7 @@ def test_events_stream_current_status_then_the_payment(
 ) -> None:
     app = create_app(settings.with_(stripe_webhook_secret=WHSEC, sse_ping_seconds=1), db=db)
     server = live_server(app)
-    order, _ = make_order(db, make_shop(db))
+    order, _ = make_order(db, make_shop(db), checkout_session_id="cs_1", payment_mode="stripe")
     events: queue.Queue[dict[str, Any]] = queue.Queue()
     stop = threading.Event()
     reader = threading.Thread(

@@ -54,6 +54,18 @@ def make_order(
     return order, token
 
 
+def issue_session(
+    db: Database, order_id: str, session_id: str, *, account: str = "", gateway: str = "stripe"
+) -> None:
+    """List ``session_id`` as a checkout session this server opened for the order."""
+    with db.write() as s:
+        s.add(
+            models.IssuedCheckout(
+                id=session_id, order_id=order_id, gateway=gateway, stripe_account=account
+            )
+        )
+
+
 def get_order(db: Database, order_id: str) -> models.Order:
     with db.read() as s:
         order = s.get(models.Order, order_id)

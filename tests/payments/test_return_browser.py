@@ -112,7 +112,7 @@ def test_pending_return_page_updates_when_the_payment_lands(
     page: Page, server: LiveServer, db: Database
 ) -> None:
     shop = make_shop(db)
-    order, _ = make_order(db, shop)
+    order, _ = make_order(db, shop, checkout_session_id="cs_test_pending", payment_mode="stripe")
     page.goto(
         f"{server.url}/checkout/return?order_id={order.id}&token={order_token(order.id)}&session_id=cs_test_pending"
     )

@@ -19,7 +19,14 @@ from server.db import Database
 from server.settings import Settings
 from tests.fakes.fake_stripe import make_event, signed_event
 from tests.payments.conftest import WHSEC, RecordingBus
-from tests.payments.factory import TOTAL, get_order, make_order, make_shop, status_changes
+from tests.payments.factory import (
+    TOTAL,
+    get_order,
+    issue_session,
+    make_order,
+    make_shop,
+    status_changes,
+)
 
 
 def session_obj(order: models.Order, **over: Any) -> dict[str, Any]:
@@ -58,7 +65,8 @@ def order_file(settings: Settings, order: models.Order) -> Path:
 
 @pytest.fixture
 def order(db: Database) -> models.Order:
-    return make_order(db, make_shop(db))[0]
+    """An order whose Stripe checkout session ``cs_test_1`` this server opened."""
+    return make_order(db, make_shop(db), checkout_session_id="cs_test_1", payment_mode="stripe")[0]
 
 
 def test_valid_event_pays_and_fulfils(
@@ -288,9 +296,10 @@ def test_handler_error_rolls_back_then_redelivery_succeeds(
     real = webhook.apply_event
     calls = {"n": 0}
 
-    def flaky(s: Any, event: dict[str, Any]) -> Any:
+    def flaky(s: Any, event: dict[str, Any], **kw: Any) -> Any:
         calls["n"] += 1
-        result = real(s, event)  # the effect is applied, then the handler fails: all must roll back
+        # The effect is applied, then the handler fails: all must roll back.
+        result = real(s, event, **kw)
         if calls["n"] == 1:
             raise RuntimeError("database hiccup")
         return result
@@ -366,6 +375,7 @@ def test_expiry_of_a_replaced_session_is_ignored(demo_client: TestClient, db: Da
 def test_second_payment_for_a_paid_order_is_flagged(
     demo_client: TestClient, db: Database, order: models.Order
 ) -> None:
+    issue_session(db, order.id, "cs_test_2")  # a second session of the order, both paid
     deliver(demo_client, make_event("checkout.session.completed", session_obj(order)))
     deliver(
         demo_client,
@@ -386,7 +396,9 @@ def test_different_events_and_the_return_page_racing_pay_once(
     """``completed``, ``async_payment_succeeded`` and return-page checks of one payment, all at
     once: distinct event ids, so only the state machine under the row lock keeps it to one."""
     from server.orders.fulfil import serialised_write
-    from server.payments.webhook import record_event, settle_session
+    from server.payments.webhook import Origin, record_event, settle_session
+
+    RETURN = Origin(source="return", account=None, livemode=False, live_key=False)
 
     obj = session_obj(order)
     barrier = threading.Barrier(12)
@@ -395,13 +407,17 @@ def test_different_events_and_the_return_page_racing_pay_once(
     def webhook(kind: str, n: int) -> None:
         barrier.wait()
         changes.append(
-            len(record_event(db, make_event(kind, obj, event_id=f"evt_{kind}_{n}")).changes)
+            len(
+                record_event(
+                    db, make_event(kind, obj, event_id=f"evt_{kind}_{n}"), live_key=False
+                ).changes
+            )
         )
 
     def return_page() -> None:
         barrier.wait()
         with serialised_write(db) as s:
-            changes.append(len(settle_session(s, obj, source="return").changes))
+            changes.append(len(settle_session(s, obj, RETURN).changes))
 
     threads = [
         threading.Thread(target=webhook, args=("checkout.session.completed", i)) for i in range(4)

@@ -74,8 +74,9 @@ def _orders(db: Database, n: int) -> list[tuple[str, str, int]]:
             s.add(thread)
             s.flush()
             total = 500 + i
+            order_id = new_id("ord")
             order = models.Order(
-                id=new_id("ord"),
+                id=order_id,
                 shop_id=shop.id,
                 thread_id=thread.id,
                 currency="usd",
@@ -94,6 +95,8 @@ def _orders(db: Database, n: int) -> list[tuple[str, str, int]]:
                 subtotal=total,
                 total=total,
                 catalog_version=1,
+                checkout_session_id="cs_" + order_id,  # the session _deliveries() completes
+                payment_mode="stripe",
             )
             s.add(order)
             out.append((order.id, shop.id, total))

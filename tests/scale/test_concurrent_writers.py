@@ -61,6 +61,10 @@ def add_to_cart(db: Database, thread_id: str, writer: int) -> None:
 def test_fifty_concurrent_writers_on_sqlite(db: Database, settings: Settings) -> None:
     shop_id, _ = seed_shop(db)
     orders = [seed_order(db, settings, shop_id)[0] for _ in range(ORDERS)]
+    with db.write() as s:  # each order's Stripe checkout session, as the checkout stores it
+        for o in s.exec(select(models.Order)).all():
+            o.checkout_session_id, o.payment_mode = f"cs_{o.id}", "stripe"
+            s.add(o)
     with db.read() as s:
         totals = {o.id: o.total for o in s.exec(select(models.Order)).all()}
     thread_ids = [new_id("thr") for _ in range(5)]
@@ -76,7 +80,11 @@ def test_fifty_concurrent_writers_on_sqlite(db: Database, settings: Settings) ->
         # Every order gets deliveries from several writers; ids repeat (Stripe redelivers).
         for k in range(ORDERS):
             order_id = orders[(i + k) % ORDERS]
-            record_event(db, paid_event(f"evt_{order_id}_{i % 3}", order_id, totals[order_id]))
+            record_event(
+                db,
+                paid_event(f"evt_{order_id}_{i % 3}", order_id, totals[order_id]),
+                live_key=False,
+            )
 
     def cart_writer(i: int) -> None:
         barrier.wait()

@@ -168,9 +168,14 @@ def make_payable_order(pair: Pair) -> tuple[str, str, int]:
 def deliver_paid_webhook(
     http: httpx.Client, server: LiveServer, pair: Pair, order_id: str, total: int
 ) -> None:
-    """Stripe's ``checkout.session.completed`` for the order, signed, delivered to ``server``."""
+    """Stripe's ``checkout.session.completed`` for the order's checkout session, signed,
+    delivered to ``server``."""
+    with pair.db.read() as s:
+        order = s.get(models.Order, order_id)
+        assert order is not None and order.checkout_session_id
+        session_id = order.checkout_session_id
     session = {
-        "id": f"cs_test_{order_id}",
+        "id": session_id,
         "object": "checkout.session",
         "status": "complete",
         "payment_status": "paid",
