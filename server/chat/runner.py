@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -124,7 +125,12 @@ class ChatRunner:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-db")
         self._dirty: dict[str, TurnLog] = {}
         self._flusher: asyncio.Task[None] | None = None
-        self._opening: dict[str, asyncio.Future[int | None]] = {}
+        self._opening: dict[str, asyncio.Future[None]] = {}
+        # Customer messages waiting for the writer thread, stored together in one transaction
+        # (the loop adds, the writer takes: hence the lock).
+        self._to_open: list[tuple[TurnRequest, asyncio.Future[None]]] = []
+        self._open_lock = threading.Lock()
+        self._open_queued = False
         # Tokens each shop spent today, re-read from the database every USAGE_TTL seconds
         # (other workers count too); the budget is a daily cap, not an exact meter.
         self._usage: dict[str, tuple[float, str, int]] = {}
@@ -157,9 +163,21 @@ class ChatRunner:
         """Queue the customer's message for storage (creating the thread when new) and start
         the reply at once: the model call does not wait for that write, and the writer thread
         stores it before any event of the turn (it runs writes in order)."""
-        opening = asyncio.get_running_loop().run_in_executor(self._writer, self._open_turn, req)
-        self._opening[req.thread_id] = opening
-        opening.add_done_callback(lambda _: self._opening.pop(req.thread_id, None))
+        loop = asyncio.get_running_loop()
+        opening: asyncio.Future[None] = loop.create_future()
+        with self._open_lock:
+            self._to_open.append((req, opening))
+            submit, self._open_queued = not self._open_queued, True
+        if submit:
+            # Joined by every message that arrives before the writer gets to it.
+            loop.run_in_executor(self._writer, self._open_turns, loop)
+        thread_id = req.thread_id
+        self._opening[thread_id] = opening
+        opening.add_done_callback(
+            lambda done: (
+                self._opening.pop(thread_id, None) if self._opening.get(thread_id) is done else None
+            )
+        )
         turn_log = TurnLog(req.thread_id, req.ctx.thread.last_seq)
         self.active[req.thread_id] = turn_log
         self._reserved.discard(req.thread_id)
@@ -181,16 +199,33 @@ class ChatRunner:
             await asyncio.gather(*late, return_exceptions=True)
         await self.flush_all()
 
-    def _open_turn(self, req: TurnRequest) -> int | None:
-        with self.db.write() as session:
-            return threads.open_turn(
-                session,
-                req.shop_id,
-                req.thread_id,
-                new_token=req.created_token,
-                client_ip=req.client_ip,
-                message=req.message,
-            )
+    def _open_turns(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: store every queued customer message (and new thread) in one
+        transaction. When that fails, each is stored alone, so one bad message fails only
+        its own turn."""
+        with self._open_lock:
+            batch, self._to_open = self._to_open, []
+            self._open_queued = False
+        if not batch:
+            return
+        outcomes: list[tuple[asyncio.Future[None], BaseException | None]] = []
+        try:
+            with self.db.write() as session:
+                threads.open_turns(session, [_opening_of(req) for req, _ in batch])
+            outcomes = [(future, None) for _, future in batch]
+        except Exception as err:
+            if len(batch) == 1:
+                outcomes = [(batch[0][1], err)]
+            else:
+                for req, future in batch:
+                    try:
+                        with self.db.write() as session:
+                            threads.open_turns(session, [_opening_of(req)])
+                        outcomes.append((future, None))
+                    except Exception as one_err:
+                        outcomes.append((future, one_err))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(_settle, outcomes)
 
     async def opened(self, thread_id: str) -> None:
         """Wait until the thread's newest message (and the thread, when new) is stored."""
@@ -411,6 +446,22 @@ class ChatRunner:
         from server.chat.stream import follow
 
         return follow(self, thread_id, after, turn_log=turn_log, token=token, stop=stop)
+
+
+def _opening_of(req: TurnRequest) -> threads.Opening:
+    return threads.Opening(
+        req.shop_id, req.thread_id, req.created_token, req.client_ip, req.message
+    )
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, err in outcomes:
+        if future.done():
+            continue
+        if err is None:
+            future.set_result(None)
+        else:
+            future.set_exception(err)
 
 
 def _nothing() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, insert, update
+from sqlalchemy import bindparam, case, func, insert, update
 from sqlmodel import Session, col, select
 
 from server import models
@@ -160,45 +160,70 @@ def store_events(
     session.execute(update(T).where(col(T.id) == thread_id).values(**values))
 
 
-def open_turn(
-    session: Session,
-    shop_id: str,
-    thread_id: str,
-    *,
-    new_token: str | None,
-    client_ip: str,
-    message: str,
-) -> int | None:
-    """Store the customer's message, creating the thread first when ``new_token`` is given
-    (a new thread, with the id the turn already uses). Returns the message id.
+@dataclass(frozen=True)
+class Opening:
+    """A customer's message to store as a turn starts; ``new_token`` creates the thread."""
 
-    Plain INSERTs: a new thread is written already counting its first message."""
-    if new_token is not None:
-        now = utcnow()
+    shop_id: str
+    thread_id: str
+    new_token: str | None
+    client_ip: str
+    message: str
+
+
+def open_turns(session: Session, turns: list[Opening]) -> None:
+    """Store customers' messages, creating each new thread first (with the id its turn
+    already uses), the message counted. One INSERT of threads, one of messages and one
+    UPDATE (counting the messages of existing threads), whatever the number of turns."""
+    now = utcnow()
+    new = [t for t in turns if t.new_token is not None]
+    if new:
         session.execute(
             insert(_THREAD),
-            {
-                "id": thread_id,
-                "shop_id": shop_id,
-                "token_hash": hash_token(new_token),
-                "role": "waiter",
-                "parent_id": None,
-                "cart": {},
-                "state": {},
-                "order_id": None,
-                "message_count": 1 if message else 0,
-                "last_seq": 0,
-                "client_ip": client_ip[:64],
-                "created_at": now,
-                "updated_at": now,
-            },
+            [
+                {
+                    "id": t.thread_id,
+                    "shop_id": t.shop_id,
+                    "token_hash": hash_token(t.new_token or ""),
+                    "role": "waiter",
+                    "parent_id": None,
+                    "cart": {},
+                    "state": {},
+                    "order_id": None,
+                    "message_count": 1 if t.message else 0,
+                    "last_seq": 0,
+                    "client_ip": t.client_ip[:64],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for t in new
+            ],
         )
-    if not message:
-        return None
-    message_id = insert_message(session, thread_id, "user", message)
-    if new_token is None:
-        count_message(session, thread_id)
-    return message_id
+    said = [t for t in turns if t.message]
+    if said:
+        session.execute(
+            insert(_MESSAGE),
+            [
+                {
+                    "thread_id": t.thread_id,
+                    "role": "user",
+                    "content": t.message,
+                    "tool_calls": None,
+                    "tool_call_id": None,
+                    "complete": True,
+                    "created_at": now,
+                }
+                for t in said
+            ],
+        )
+    counted = [t.thread_id for t in said if t.new_token is None]
+    if counted:
+        session.execute(
+            update(_THREAD)
+            .where(_THREAD.c.id == bindparam("counted_id"))
+            .values(message_count=_THREAD.c.message_count + 1, updated_at=now),
+            [{"counted_id": thread_id} for thread_id in counted],
+        )
 
 
 def save_thread_state(
