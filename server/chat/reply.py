@@ -7,7 +7,6 @@ falls back to the offline Waiter when the model fails before saying anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server.chat import threads
@@ -42,12 +41,18 @@ class Reply:
         self.tokens = 0
         self.closed = False
         self.failure = ""
-        # Writes that wait for the end of the turn (cart, assistant memory): they go in the
-        # same transaction as the reply and its last event.
-        self.deferred: list[Callable[[Any], None]] = []
+        # The thread's cart and assistant memory as the turn leaves them: stored with the
+        # reply and its last event, in the same UPDATE of the thread row.
+        self.thread_state: dict[str, Any] = {}
 
-    def defer(self, op: Callable[[Any], None]) -> None:
-        self.deferred.append(op)
+    def keep(
+        self, *, cart: dict[str, Any] | None = None, state: dict[str, Any] | None = None
+    ) -> None:
+        """The cart and memory to store on the turn's thread when the turn ends."""
+        if cart is not None:
+            self.thread_state["cart"] = cart
+        if state is not None:
+            self.thread_state["state"] = state
 
     async def say(self, text: str) -> None:
         if text:
@@ -91,10 +96,11 @@ class Reply:
         return self.message_id
 
     async def _close(self, event: str, data: Any, thread_ids: list[str], complete: bool) -> None:
-        """One transaction: the rest of the reply, the deferred writes, the tokens spent and
-        every event not stored yet with the last one; then the last event goes out."""
+        """One transaction: the rest of the reply, the tokens spent, and every event not
+        stored yet with the last one, the thread's cart and memory in the same UPDATE; then
+        the last event goes out."""
         text = self._unsaved()
-        ops, self.deferred = self.deferred, []
+        kept, self.thread_state = self.thread_state, {}
         tokens, self.tokens = self.tokens, 0
         pending = self.runner.take_pending(self.log)
         seq = self.log.last_seq + 1
@@ -106,13 +112,11 @@ class Reply:
             if text:
                 self._save_message(session, thread_ids, text, complete, counted=thread_id)
                 counted = int(thread_id in thread_ids)
-            for op in ops:
-                op(session)
             if tokens and shop_id:
                 threads.add_usage(session, shop_id, threads.today(), tokens)
             payload = data(self.message_id) if callable(data) else data
             record = {"seq": seq, "event": event, "data": payload}
-            threads.store_events(session, thread_id, [*pending, record], messages=counted)
+            threads.store_events(session, thread_id, [*pending, record], messages=counted, **kept)
             return record
 
         await self.runner.opened(thread_id)

@@ -362,9 +362,7 @@ class ChatRunner:
             pending = self.take_pending(turn_log)
             unsaved = "".join(reply.parts[reply.stored_parts :])
             with self.db.write() as session:
-                threads.store_events(session, turn_log.thread_id, pending)
-                for op in reply.deferred:
-                    op(session)
+                threads.store_events(session, turn_log.thread_id, pending, **reply.thread_state)
                 if unsaved:
                     threads.add_message(
                         session, turn_log.thread_id, "assistant", unsaved, complete=False
@@ -417,10 +415,7 @@ class ChatRunner:
             # A Waiter that answered by asking ("which tea?") gets its answer before checkout.
             confirmed = confirmed and not waiter_asked(turn.state, "".join(reply.parts))
             checkout = None if checkout is None else (checkout or confirmed)
-        cart_state, state = turn.cart.to_state(), turn.state
-        reply.defer(
-            lambda s: threads.save_thread_state(s, req.thread_id, cart=cart_state, state=state)
-        )
+        reply.keep(cart=turn.cart.to_state(), state=turn.state)
         if checkout is None:  # the model failed mid-reply: partial text and cart kept
             await reply.fail("upstream_error", reply.failure)
             return

@@ -142,11 +142,18 @@ def insert_events(session: Session, rows: list[tuple[str, dict[str, Any]]]) -> N
 
 
 def store_events(
-    session: Session, thread_id: str, events: list[dict[str, Any]], *, messages: int = 0
+    session: Session,
+    thread_id: str,
+    events: list[dict[str, Any]],
+    *,
+    messages: int = 0,
+    cart: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> None:
-    """Append ``[{seq, event, data}]`` to the thread's log and advance ``last_seq``; with
-    ``messages``, count that many new messages in the same UPDATE."""
-    if not events and not messages:
+    """Append ``[{seq, event, data}]`` to the thread's log and advance ``last_seq``; count
+    ``messages`` new messages and store ``cart`` and ``state`` (when given) in the same
+    UPDATE of the thread."""
+    if not events and not messages and cart is None and state is None:
         return
     insert_events(session, [(thread_id, e) for e in events])
     T = models.Thread
@@ -156,6 +163,11 @@ def store_events(
         values["last_seq"] = case((col(T.last_seq) < last, last), else_=col(T.last_seq))
     if messages:
         values["message_count"] = col(T.message_count) + messages
+    if cart is not None:
+        values["cart"] = cart
+    if state is not None:
+        values["state"] = state
+    if messages or cart is not None or state is not None:
         values["updated_at"] = utcnow()
     session.execute(update(T).where(col(T.id) == thread_id).values(**values))
 
