@@ -34,6 +34,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 MENU = Path(__file__).resolve().parents[2] / "examples" / "coffee.csv"
+LOADED_MACHINE_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +75,12 @@ def page(browser: Browser, server: LiveServer) -> Iterator[tuple[Page, list[str]
 def test_owner_goes_from_login_to_a_live_paid_order(
     page: tuple[Page, list[str]], server: LiveServer, db: Database
 ) -> None:
-    from playwright.sync_api import expect
+    from playwright.sync_api import Expect
 
+    # Generous waits: on a loaded machine a page or a live update can take seconds; a passing
+    # run is no slower for it.
+    expect = Expect()
+    expect.set_options(timeout=LOADED_MACHINE_MS)
     p, problems = page
     with db.write() as s:
         create_owner(s, "owner@example.com", PASSWORD)
@@ -108,10 +113,17 @@ def test_owner_goes_from_login_to_a_live_paid_order(
         "available"
     ]
 
-    # Copy the embed snippet.
+    # Copy the embed snippet. "Copied" shows for 1.5 s only, which a loaded machine can miss
+    # between two polls: record every label the button takes, then wait for that record.
     p.click("nav.tabs >> text=Share")
-    p.click("text=Copy snippet")
-    expect(p.locator("button[data-copy='#embed-snippet']")).to_have_text("Copied")
+    copy = p.locator("button[data-copy='#embed-snippet']")
+    copy.evaluate(
+        "b => { window.__labels = []; new MutationObserver(() => window.__labels.push("
+        "b.textContent)).observe(b, {childList: true, characterData: true, subtree: true}); }"
+    )
+    copy.click()
+    p.wait_for_function("() => window.__labels.includes('Copied')", timeout=LOADED_MACHINE_MS)
+    # The label changes once the clipboard holds the text (writeText resolved, or the fallback).
     copied = p.evaluate("navigator.clipboard.readText()")
     assert copied == f'<script src="{server.url}/widget.js" data-shop="{shop_id}" async></script>'
 
