@@ -3,9 +3,10 @@
 The reply never depends on the HTTP connection. Each event gets the thread's next sequence
 number, is kept in memory while the turn runs and published on ``thread:{id}``. Storage goes
 through one writer thread, in order: the customer's message first (while the model already
-answers), then every running reply's events together every ~100 ms (one bulk insert), then
-each turn's end in one transaction (the reply, the cart, the tokens spent, the last events).
-No transaction is ever held across a model call. The assistant's side of a turn is
+answers; messages that arrive together share one transaction), then every running reply's
+events together every ~100 ms (one bulk insert), then each turn's end in one transaction (the
+reply, the cart, the tokens spent, the last events). No transaction is ever held across a
+model call. One turn runs per thread across every worker: see :class:`ChatRunner`. The assistant's side of a turn is
 :mod:`server.chat.reply`; followers (the POST response and the events endpoint) read through
 :mod:`server.chat.stream`; the handoff to the Cashier is :mod:`server.chat.handoff`.
 """
