@@ -11,6 +11,10 @@
 A customer may try again after a failed or expired checkout (back to ``awaiting_payment``).
 Nothing moves an order from ``paid`` (or later) back to an unpaid status, so a late or repeated
 event never undoes a payment.
+
+``cancelled`` is final: cancelling expires the order's open checkout, and a payment that still
+gets through (the customer paid as the owner cancelled, or Stripe could not be reached) leaves
+the order cancelled and flags it for the owner to refund (``server/payments/webhook.py``).
 """
 
 from __future__ import annotations

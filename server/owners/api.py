@@ -20,6 +20,7 @@ from server.errors import Unprocessable
 from server.http import read_json, request_id
 from server.models import Order, Owner
 from server.orders.fulfil import after_commit, lock_order
+from server.orders.status import CANCELLED
 from server.owners.auth import reading
 from server.owners.orders import (
     MAX_PAGE,
@@ -32,13 +33,18 @@ from server.owners.orders import (
 )
 from server.owners.pages import owner_api, owner_page
 from server.owners.service import owned_order, owned_shop
+from server.payments.sessions import close_checkouts
 from server.shutdown import sse_response
 
 
 async def apply_owner_status(
     request: Request, owner: Owner, order_id: str, target: str, shop_id: str | None = None
 ) -> dict[str, Any]:
-    """Move one of the owner's orders; publish the change once it is committed."""
+    """Move one of the owner's orders; publish the change once it is committed.
+
+    Cancelling an unpaid order then expires its open checkout at Stripe, so the customer can no
+    longer pay it. The cancellation stands even when Stripe cannot be reached; a payment that
+    still arrives is flagged for a refund (see ``server.payments.webhook``)."""
     app = request.app.state
     with app.db.write() as s:
         owned_order(s, owner.id, order_id, shop_id)
@@ -46,6 +52,8 @@ async def apply_owner_status(
         assert order is not None
         change = move_order(s, order, target, actor=owner.id)
         data = owner_order_json(order)
+    if change is not None and change.to_status == CANCELLED:
+        await close_checkouts(app.db, app.payments, order_id, request_id=request_id(request))
     if change is not None:
         await after_commit(app.settings, app.db, app.bus, [change], request_id=request_id(request))
     return data

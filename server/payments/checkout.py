@@ -25,7 +25,7 @@ from server import models
 from server.catalog.money import format_amount
 from server.catalog.service import load_menu
 from server.db import Database
-from server.errors import Conflict, NotFound, Unprocessable
+from server.errors import Conflict, NotFound, Unprocessable, UpstreamError
 from server.ids import hash_token, iso, sign, tokens_equal, utcnow
 from server.orders import status as st
 from server.orders.create import OrderDraftError, price_items
@@ -209,21 +209,25 @@ def _store(
     session: Any,
     mode: str,
     account: str,
-) -> None:
+) -> str:
     """Record the session as issued and make it the order's current one (unless a newer
-    checkout was reserved meanwhile)."""
+    checkout was reserved meanwhile). Returns the order's status: one that is no longer payable
+    means it was cancelled (or paid) while Stripe made the session."""
     with serialised_write(db) as s:
         order = lock_order(s, order_id)
         if order is None:
-            return
+            raise NotFound("No such order.")
         record_issued(s, order_id, session.session_id, mode, account)
-        if order.checkout_version != version or order.checkout_attempt != attempt:
-            return  # a newer checkout was reserved meanwhile; it stores its own session
-        order.checkout_session_id = session.session_id
-        order.checkout_url = session.url
-        order.checkout_expires_at = session.expires_at
-        order.payment_mode = mode
-        s.add(order)
+        if order.status not in st.PAYABLE_STATUSES:
+            return order.status
+        if order.checkout_version == version and order.checkout_attempt == attempt:
+            order.checkout_session_id = session.session_id
+            order.checkout_url = session.url
+            order.checkout_expires_at = session.expires_at
+            order.payment_mode = mode
+            s.add(order)
+        # else a newer checkout was reserved meanwhile; it stores its own session
+        return order.status
 
 
 async def start_checkout(
@@ -261,9 +265,18 @@ async def start_checkout(
         expires_at=plan.expires_at,
     )
     stored_account = (account or "") if gateway.name == "stripe" else ""
-    await run_in_threadpool(
+    status = await run_in_threadpool(
         _store, db, order.id, order.version, plan.attempt, session, gateway.name, stored_account
     )
+    if status not in st.PAYABLE_STATUSES:
+        # Cancelled (or paid) while Stripe made the session: close it rather than hand it out.
+        try:
+            await gateway.expire(session.session_id, account)
+        except UpstreamError:
+            log.warning("could not expire the session of a closed order", extra=extra)
+        raise Conflict(
+            f"This order is {status.replace('_', ' ')}; it cannot be paid again.", status=status
+        )
     log.info(
         "checkout created",
         extra={

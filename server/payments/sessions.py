@@ -2,19 +2,31 @@
 
 Every session a checkout creates is listed (``models.IssuedCheckout``), also the ones a changed
 cart replaced, with the Connect account it was opened on. A payment event counts only for a
-session listed for its order (see ``webhook.py``).
+session listed for its order (see ``webhook.py``); a cancelled order's sessions are expired.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
 from server import models
+from server.db import Database
+from server.errors import UpstreamError
 from server.ids import utcnow
+from server.payments.gateway import Payments
+
+log = logging.getLogger("shop_assist.payments")
+
+# Sessions opened this recently may still be open at Stripe: they live 30 minutes plus a
+# minute of slack (see checkout.py), so this covers them with room to spare.
+OPEN_SESSION_AGE = timedelta(minutes=40)
 
 
 @dataclass(frozen=True)
@@ -70,3 +82,56 @@ def order_accounts(s: Session, order: models.Order, shop: models.Shop) -> set[st
         )
     ).all()
     return {a or None for a in rows} or {shop.stripe_account_id or None}
+
+
+def _recent_sessions(db: Database, order_id: str, now: datetime) -> list[tuple[str, str]]:
+    """Stripe sessions of the order that may still be open: ``(session_id, account)``."""
+    with db.read() as s:
+        order = s.get(models.Order, order_id)
+        if order is None:
+            return []
+        rows = s.exec(
+            select(models.IssuedCheckout)
+            .where(
+                models.IssuedCheckout.order_id == order_id,
+                models.IssuedCheckout.gateway == "stripe",
+                col(models.IssuedCheckout.created_at) >= now - OPEN_SESSION_AGE,
+            )
+            .order_by(col(models.IssuedCheckout.created_at))
+        ).all()
+        found = [(r.id, r.stripe_account) for r in rows]
+        current = order.checkout_session_id
+        if current and order.payment_mode == "stripe" and current not in {i for i, _ in found}:
+            shop = s.get(models.Shop, order.shop_id)
+            found.append((current, shop.stripe_account_id if shop else ""))
+        return found
+
+
+async def close_checkouts(
+    db: Database, payments: Payments, order_id: str, *, request_id: str = ""
+) -> bool:
+    """Expire the order's checkout sessions that may still take a payment (it was cancelled).
+
+    Best effort, after the cancellation is committed: False when Stripe could not be reached for
+    one of them. A payment that still gets through is flagged for a refund by
+    :func:`server.payments.webhook.settle_session`. Demo sessions need nothing: the demo page
+    takes no payment for a cancelled order."""
+    sessions = await run_in_threadpool(_recent_sessions, db, order_id, utcnow())
+    if not sessions or payments.name != "stripe":
+        return True
+    closed = True
+    for session_id, account in sessions:
+        try:
+            await payments.expire(session_id, account or None)
+        except UpstreamError as err:
+            closed = False
+            log.warning(
+                "checkout of a cancelled order could not be expired",
+                extra={
+                    "request_id": request_id,
+                    "order_id": order_id,
+                    "session_id": session_id,
+                    "detail": err.message,
+                },
+            )
+    return closed

@@ -244,8 +244,19 @@ def settle_session(s: Session, obj: dict[str, Any], origin: Origin) -> EventResu
         return result
     change = change_status(s, order, st.PAID, source=origin.source)
     if change is None:  # cancelled: money arrived for an order nobody will make
-        flag_order(s, order, f"payment received while the order is {order.status}; refund it")
+        flag_order(
+            s,
+            order,
+            f"payment {intent or session_id} of {amount} {currency} arrived after the order was "
+            f"{order.status}; refund it",
+        )
+        order.amount_paid = amount
+        order.payment_intent_id = intent or order.payment_intent_id
+        s.add(order)
         result.outcome, result.flagged = f"flagged: paid while {order.status}", True
+        log.warning(
+            "payment for a closed order", extra={"order_id": order.id, "status": order.status}
+        )
         return result
     order.amount_paid = amount
     order.payment_intent_id = intent or order.payment_intent_id

@@ -60,6 +60,9 @@ class Recorded:
 @dataclass
 class FakeStripe:
     api_key_prefix: str = "sk_test_"
+    # While True every request gets Stripe's 500 ``api_error`` (with ``Stripe-Should-Retry:
+    # false``, so the SDK gives up at once): Stripe is down.
+    outage: bool = False
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _idempotent: dict[tuple[str | None, str], tuple[str, int, dict[str, Any]]] = field(
@@ -123,6 +126,12 @@ class FakeStripe:
         auth = request.headers.get("authorization", "")
         if not auth.startswith(f"Bearer {self.api_key_prefix}"):
             return _error(401, "invalid_request_error", "Invalid API Key provided.")
+        if self.outage:
+            return JSONResponse(
+                _error_body("api_error", "An unknown error occurred."),
+                status_code=500,
+                headers={"Stripe-Should-Retry": "false"},
+            )
         return rec
 
     async def _create(self, request: Request) -> JSONResponse:

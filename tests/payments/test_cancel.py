@@ -1,0 +1,200 @@
+"""An owner cancels an unpaid order: its open Stripe Checkout is expired so the customer cannot
+pay it; the cancellation stands when Stripe is down; money that still arrives is flagged for a
+refund, never lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from server import models
+from server.db import Database
+from server.orders.fulfil import change_status, lock_order
+from server.settings import Settings
+from tests.fakes.fake_stripe import FakeStripe, make_event, signed_event
+from tests.owners.helpers import make_shop as make_owned_shop
+from tests.owners.helpers import owner_id_of, session_csrf, signup
+from tests.payments.conftest import WHSEC, RecordingBus
+from tests.payments.factory import ITEMS, get_order, make_catalog, make_order, status_changes
+
+
+def owned_shop(client: TestClient, db: Database, **fields: Any) -> models.Shop:
+    signup(client, "owner@example.com")
+    shop_id = make_owned_shop(db, owner_id_of(db, "owner@example.com"))
+    with db.write() as s:
+        shop = s.get(models.Shop, shop_id)
+        assert shop is not None
+        for key, value in fields.items():
+            setattr(shop, key, value)
+        s.add(shop)
+    with db.read() as s:
+        shop = s.get(models.Shop, shop_id)
+        assert shop is not None
+        s.expunge(shop)
+        return shop
+
+
+def checkout(client: TestClient, shop: models.Shop, order: models.Order, token: str) -> Any:
+    return client.post(f"/api/order/{shop.id}", json={"order_id": order.id, "thread_token": token})
+
+
+def cancel(client: TestClient, order_id: str) -> httpx.Response:
+    return client.patch(
+        f"/api/orders/{order_id}",
+        json={"status": "cancelled"},
+        headers={"X-CSRF-Token": session_csrf(client)},
+    )
+
+
+def pay_event(client: TestClient, session: dict[str, Any], **kw: Any) -> httpx.Response:
+    body, headers = signed_event(make_event("checkout.session.completed", session, **kw), WHSEC)
+    return client.post("/api/stripe/webhook", content=body, headers=headers)
+
+
+def test_cancelling_expires_the_open_checkout(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database
+) -> None:
+    shop = owned_shop(stripe_client, db)
+    order, token = make_order(db, shop)
+    assert checkout(stripe_client, shop, order, token).status_code == 200
+    sid = get_order(db, order.id).checkout_session_id
+    assert sid is not None
+
+    resp = cancel(stripe_client, order.id)
+    assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+    assert fake_stripe.expired_ids() == [sid]
+    assert fake_stripe.sessions[sid]["status"] == "expired"  # Stripe takes no payment on it now
+    # Nor does our checkout open a new one.
+    again = checkout(stripe_client, shop, order, token)
+    assert again.status_code == 409 and again.json()["status"] == "cancelled"
+    assert len(fake_stripe.created()) == 1
+
+
+def test_cancelling_expires_a_connect_checkout_on_its_account(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database
+) -> None:
+    shop = owned_shop(stripe_client, db, stripe_account_id="acct_1Cafe")
+    order, token = make_order(db, shop)
+    checkout(stripe_client, shop, order, token)
+    sid = get_order(db, order.id).checkout_session_id
+    cancel(stripe_client, order.id)
+    [expire] = [r for r in fake_stripe.requests if r.path.endswith("/expire")]
+    assert expire.path == f"/v1/checkout/sessions/{sid}/expire"
+    assert expire.headers["stripe-account"] == "acct_1Cafe"
+
+
+def test_cancelling_also_expires_a_replaced_session_still_open(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database
+) -> None:
+    """The cart changed while Stripe could not expire the old session: cancelling closes
+    both."""
+    shop = owned_shop(stripe_client, db)
+    make_catalog(db, shop)
+    order, token = make_order(db, shop)
+    checkout(stripe_client, shop, order, token)
+    old = get_order(db, order.id).checkout_session_id
+    assert old is not None
+    fake_stripe.outage = True
+    changed = [{**ITEMS[0], "quantity": 3}, ITEMS[1]]
+    body = {"order_id": order.id, "thread_token": token, "items": changed}
+    assert stripe_client.post(f"/api/order/{shop.id}", json=body).status_code == 502
+    fake_stripe.outage = False
+    assert stripe_client.post(f"/api/order/{shop.id}", json=body).status_code == 200
+    new = get_order(db, order.id).checkout_session_id
+    assert fake_stripe.sessions[old]["status"] == "open"  # the earlier expire never happened
+
+    cancel(stripe_client, order.id)
+    assert {fake_stripe.sessions[old]["status"], fake_stripe.sessions[str(new)]["status"]} == {
+        "expired"
+    }
+
+
+def test_stripe_down_the_cancellation_stands_and_a_late_payment_is_flagged(
+    stripe_client: TestClient,
+    fake_stripe: FakeStripe,
+    db: Database,
+    stripe_settings: Settings,
+    bus: RecordingBus,
+) -> None:
+    shop = owned_shop(stripe_client, db)
+    order, token = make_order(db, shop)
+    checkout(stripe_client, shop, order, token)
+    sid = get_order(db, order.id).checkout_session_id
+    assert sid is not None
+    fake_stripe.outage = True
+
+    resp = cancel(stripe_client, order.id)
+    assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+    after = get_order(db, order.id)
+    assert after.status == "cancelled" and not after.flagged
+    assert status_changes(db, order.id) == [("awaiting_payment", "cancelled")]
+    assert fake_stripe.sessions[sid]["status"] == "open"  # Stripe never heard of it
+    assert stripe_client.get(f"/api/orders/{order.id}").json()["status"] == "cancelled"
+
+    # The customer, still on Stripe's page, pays.
+    fake_stripe.outage = False
+    session = fake_stripe.complete(sid)
+    resp = pay_event(stripe_client, session)
+    assert resp.status_code == 200
+    assert resp.json()["outcome"] == "flagged: paid while cancelled"
+    paid_late = get_order(db, order.id)
+    assert paid_late.status == "cancelled"  # nobody will make it
+    assert paid_late.flagged and "refund" in (paid_late.flag_reason or "")
+    assert session["payment_intent"] in (paid_late.flag_reason or "")
+    assert (paid_late.amount_paid, paid_late.payment_intent_id) == (
+        order.total,
+        session["payment_intent"],
+    )
+    assert paid_late.fulfilled_at is None
+    assert not (Path(stripe_settings.orders_dir) / shop.id / f"{order.id}.json").exists()
+    assert bus.count(f"shop:{shop.id}", "order_paid") == 0
+    owner_view = stripe_client.get(f"/api/orders/{order.id}").json()
+    assert owner_view["flagged"] is True and owner_view["amount_paid"] == order.total
+
+
+def test_cancelled_while_stripe_makes_the_session_is_not_handed_out(
+    stripe_client: TestClient,
+    fake_stripe: FakeStripe,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shop = owned_shop(stripe_client, db)
+    order, token = make_order(db, shop)
+    payments = stripe_client.app.state.payments  # type: ignore[attr-defined]
+    create = payments.create_checkout
+
+    async def create_then_owner_cancels(*args: Any, **kwargs: Any) -> Any:
+        session = await create(*args, **kwargs)
+        with db.write() as s:  # the owner's click lands while Stripe answers
+            row = lock_order(s, order.id)
+            assert row is not None
+            change_status(s, row, "cancelled", source="owner:test")
+        return session
+
+    monkeypatch.setattr(payments, "create_checkout", create_then_owner_cancels)
+    resp = checkout(stripe_client, shop, order, token)
+    assert resp.status_code == 409
+    assert resp.json()["error"] == "Conflict" and resp.json()["status"] == "cancelled"
+    [sid] = list(fake_stripe.sessions)
+    assert fake_stripe.sessions[sid]["status"] == "expired"
+    assert get_order(db, order.id).checkout_url is None
+
+
+def test_cancelling_a_demo_order_closes_the_demo_checkout(
+    demo_client: TestClient, db: Database
+) -> None:
+    shop = owned_shop(demo_client, db)
+    order, token = make_order(db, shop)
+    body = checkout(demo_client, shop, order, token).json()
+    assert cancel(demo_client, order.id).json()["status"] == "cancelled"
+    resp = demo_client.post(
+        f"/pay/demo/{order.id}",
+        data={"token": body["order_token"], "action": "pay"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 409
+    assert get_order(db, order.id).status == "cancelled"
