@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from server import models
 from server.db import Database
 from server.errors import NotFound
-from server.http import read_json, request_id
+from server.http import client_ip, read_json, request_id
 from server.orders.create import order_to_json
 from server.orders.fulfil import after_commit
 from server.payments.checkout import check_order_token, start_checkout
@@ -45,6 +45,8 @@ async def create_checkout(request: Request) -> JSONResponse:
         state.payments,
         request.path_params["shop_id"],
         body,
+        limiter=state.limiter,
+        client=client_ip(request),
         request_id=request_id(request),
     )
     if changes:

@@ -8,7 +8,9 @@
    can pay it) and stores it on the order.
 
 The idempotency key and ``expires_at`` are fixed in step 1, so two clicks racing through step 2
-send Stripe identical requests and get the same session back.
+send Stripe identical requests and get the same session back. A new session (not a double click)
+is counted first, per order and per client, with the shared rate limiter: a client changing the
+cart in a loop would otherwise make two Stripe calls per request without end.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from server import models
 from server.catalog.money import format_amount
 from server.catalog.service import load_menu
 from server.db import Database
-from server.errors import Conflict, NotFound, Unprocessable, UpstreamError
+from server.errors import Conflict, NotFound, RateLimited, Unprocessable, UpstreamError
 from server.ids import hash_token, iso, sign, tokens_equal, utcnow
 from server.orders import status as st
 from server.orders.create import OrderDraftError, price_items
 from server.orders.fulfil import StatusChange, change_status, lock_order, serialised_write
 from server.payments.gateway import Payments, gateway_for_shop
 from server.payments.sessions import record_issued
+from server.ratelimit import RateLimiter
 from server.settings import Settings
 
 log = logging.getLogger("shop_assist.payments")
@@ -45,6 +48,11 @@ REUSE_MARGIN = timedelta(seconds=5)
 MAX_THREAD_ANCESTORS = 4
 # A stored session this close to its end is replaced rather than handed out again.
 MIN_REMAINING = timedelta(minutes=2)
+# New checkout sessions allowed per order and per client (IP address) in a window. A customer
+# who changes the cart a few times stays far below; several customers behind one café Wi-Fi too.
+SESSIONS_PER_ORDER = 6
+SESSIONS_PER_CLIENT = 30
+SESSION_WINDOW_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,16 @@ class CheckoutPlan:
     attempt: int
     expires_at: datetime
     expire_session_id: str | None = None  # a session of an older version of the order
+    new_session: bool = False  # a new reservation: a session Stripe has not made yet
+
+
+class _NewSessionNeeded(Exception):
+    """Raised inside :func:`_reserve` (rolling it back) when it would open a new session that
+    has not been counted against the limits yet."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(order_id)
+        self.order_id = order_id
 
 
 def order_token(settings: Settings, order_id: str) -> str:
@@ -85,7 +103,7 @@ def plan_checkout(order: models.Order, now: datetime) -> CheckoutPlan:
     # Whatever session exists is replaced: expire it so it cannot take money for an old cart.
     old = order.checkout_session_id
     fresh = (now + CHECKOUT_TTL + EXPIRY_SLACK).replace(microsecond=0)
-    return CheckoutPlan(False, attempt, fresh, old)
+    return CheckoutPlan(False, attempt, fresh, old, new_session=True)
 
 
 def stripe_line_items(order: models.Order) -> list[dict[str, Any]]:
@@ -166,7 +184,7 @@ def _reprice(s: Any, order: models.Order, items: Any) -> None:
 
 
 def _reserve(
-    db: Database, shop_id: str, body: dict[str, Any], now: datetime
+    db: Database, shop_id: str, body: dict[str, Any], now: datetime, counted: bool
 ) -> tuple[models.Order, models.Shop, CheckoutPlan, list[StatusChange]]:
     with serialised_write(db) as s:
         order_id = body.get("order_id")
@@ -187,6 +205,8 @@ def _reserve(
         if order.total <= 0:
             raise Unprocessable("The order total must be more than zero.")
         plan = plan_checkout(order, now)
+        if plan.new_session and not counted:
+            raise _NewSessionNeeded(order.id)
         changes: list[StatusChange] = []
         if order.status != st.AWAITING_PAYMENT:  # trying again after a failed or expired checkout
             change = change_status(s, order, st.AWAITING_PAYMENT, source="checkout")
@@ -230,6 +250,19 @@ def _store(
         return order.status
 
 
+async def count_new_session(limiter: RateLimiter, order_id: str, client: str) -> None:
+    """Count one new checkout session for the order and the client; raises
+    :class:`RateLimited` (429 with ``Retry-After``) past either limit. Shared by every worker
+    when the limiter runs on Redis."""
+    limits = [(f"checkout:order:{order_id}", SESSIONS_PER_ORDER, "for this order")]
+    if client:
+        limits.append((f"checkout:client:{client}", SESSIONS_PER_CLIENT, "from this address"))
+    for key, limit, where in limits:
+        wait = await limiter.hit(key, limit, SESSION_WINDOW_SECONDS)
+        if wait is not None:
+            raise RateLimited(f"Too many new checkouts {where}; try again in {wait} s.", wait)
+
+
 async def start_checkout(
     settings: Settings,
     db: Database,
@@ -237,11 +270,22 @@ async def start_checkout(
     shop_id: str,
     body: dict[str, Any],
     *,
+    limiter: RateLimiter,
+    client: str = "",
     request_id: str = "",
 ) -> tuple[dict[str, Any], list[StatusChange]]:
     """``POST /api/order/{shop_id}``: the checkout URL for an order, made at most once per
-    version of the order. Returns the response JSON and any status change to publish."""
-    order, shop, plan, changes = await run_in_threadpool(_reserve, db, shop_id, body, utcnow())
+    version of the order. Returns the response JSON and any status change to publish.
+
+    A double click gets the stored session back and counts nothing; a new session (first
+    checkout, changed cart, ended session) is counted per order and per ``client`` first, and
+    past the limit nothing changes: the order keeps its cart and its open session."""
+    try:
+        reserved = await run_in_threadpool(_reserve, db, shop_id, body, utcnow(), False)
+    except _NewSessionNeeded as needed:
+        await count_new_session(limiter, needed.order_id, client)
+        reserved = await run_in_threadpool(_reserve, db, shop_id, body, utcnow(), True)
+    order, shop, plan, changes = reserved
     token = order_token(settings, order.id)
     extra = {"request_id": request_id, "order_id": order.id, "version": order.version}
     if plan.reuse:

@@ -119,3 +119,25 @@ def test_plan_checkout(
 def test_new_sessions_leave_stripe_its_thirty_minutes() -> None:
     plan = plan_checkout(order(), NOW)
     assert plan.expires_at - NOW > timedelta(minutes=30)  # Stripe refuses less than 30 minutes
+
+
+@pytest.mark.parametrize(
+    ("what", "fields", "reuse", "attempt", "expires", "expire_old"),
+    CASES,
+    ids=[c[0] for c in CASES],
+)
+def test_only_a_new_reservation_opens_a_new_session(
+    what: str,
+    fields: dict[str, Any],
+    reuse: bool,
+    attempt: int,
+    expires: datetime,
+    expire_old: str | None,
+) -> None:
+    """What the checkout limits count: not a double click, not a click joining a reservation."""
+    opens = what not in (
+        "double click",
+        "racing click joins the reservation",
+        "naive timestamp from SQLite",
+    )
+    assert plan_checkout(order(**fields), NOW).new_session is opens
