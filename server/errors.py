@@ -1,15 +1,15 @@
 """Application errors and the one handler that turns them into JSON.
 
-    AppError (400)
-    ├── NotFound (404)          unknown id, or not yours: reveals nothing
-    ├── Unauthorized (401)      no or bad credentials
-    ├── Forbidden (403)         CSRF failure, action not allowed
-    ├── Conflict (409)          state does not allow it (order already paid, ...)
-    ├── PayloadTooLarge (413)   message or upload too large
-    ├── Unprocessable (422)     well-formed but invalid input
-    │   └── CatalogInvalid      a rejected catalog, with every line-numbered error
-    ├── RateLimited (429)       carries ``retry_after`` seconds
-    └── UpstreamError (502)     OpenAI or Stripe failed
+AppError (400)
+├── NotFound (404)          unknown id, or not yours: reveals nothing
+├── Unauthorized (401)      no or bad credentials
+├── Forbidden (403)         CSRF failure, action not allowed
+├── Conflict (409)          state does not allow it (order already paid, ...)
+├── PayloadTooLarge (413)   message or upload too large
+├── Unprocessable (422)     well-formed but invalid input
+│   └── CatalogInvalid      a rejected catalog, with every line-numbered error
+├── RateLimited (429)       carries ``retry_after`` seconds
+└── UpstreamError (502)     OpenAI or Stripe failed
 """
 
 from __future__ import annotations

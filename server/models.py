@@ -83,7 +83,9 @@ class MagicLink(SQLModel, table=True):
 
 class Shop(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
-    owner_id: str | None = Field(default=None, foreign_key="owner.id", index=True, ondelete="SET NULL")
+    owner_id: str | None = Field(
+        default=None, foreign_key="owner.id", index=True, ondelete="SET NULL"
+    )
     name: str = Field(max_length=120)
     slug: str = Field(unique=True, index=True, max_length=80)
     currency: str = Field(default="usd", max_length=3)
@@ -91,7 +93,9 @@ class Shop(SQLModel, table=True):
     theme_color: str = Field(default="#2f6f4f", max_length=9)
     fulfillment_modes: list[str] = _json(lambda: ["pickup"])
     require_name: bool = False
-    opening_hours: dict[str, Any] = _json(dict)  # {"mon": [["08:00","17:00"]], ..., "tz": "Europe/Paris"}
+    opening_hours: dict[str, Any] = _json(
+        dict
+    )  # {"mon": [["08:00","17:00"]], ..., "tz": "Europe/Paris"}
     paused: bool = False
     allowed_origins: list[str] = _json(list)
     notify_webhook_url: str = Field(default="", max_length=500)
@@ -99,7 +103,9 @@ class Shop(SQLModel, table=True):
     stripe_account_id: str = Field(default="", max_length=100)
     payments_mode: str = Field(default="auto", max_length=10)  # auto | live | demo
     live_catalog_version: int | None = None
-    menu_revision: int = 0  # bumped when availability changes: with the version, names the menu's state
+    menu_revision: int = (
+        0  # bumped when availability changes: with the version, names the menu's state
+    )
     created_at: datetime = _ts(default_factory=utcnow)
 
 

@@ -47,7 +47,11 @@ def redis_url() -> str:
 
 
 def chromium_path() -> str:
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+    path = (
+        os.environ.get("CHROMIUM_PATH")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
     if not path:
         unavailable("browser", "Debian's chromium is not installed (apt-get install chromium)")
     return path  # type: ignore[return-value]
