@@ -28,7 +28,7 @@ from server.owners.orders import (
     list_orders,
     move_order,
     orders_csv,
-    owner_order_json,
+    owner_orders_json,
     parse_order_filter,
 )
 from server.owners.pages import owner_api, owner_page
@@ -51,7 +51,7 @@ async def apply_owner_status(
         order = lock_order(s, order_id)
         assert order is not None
         change = move_order(s, order, target, actor=owner.id)
-        data = owner_order_json(order)
+        [data] = owner_orders_json(s, [order])
     if change is not None and change.to_status == CANCELLED:
         await close_checkouts(app.db, app.payments, order_id, request_id=request_id(request))
     if change is not None:
@@ -65,7 +65,7 @@ async def shop_orders(request: Request, owner: Owner) -> Response:
     with reading(request.app.state.db) as s:
         owned_shop(s, owner.id, request.path_params["shop_id"])
         orders, next_cursor = list_orders(s, request.path_params["shop_id"], f)
-        body = {"orders": [owner_order_json(o) for o in orders], "next_cursor": next_cursor}
+        body = {"orders": owner_orders_json(s, orders), "next_cursor": next_cursor}
     return JSONResponse(body)
 
 
@@ -73,7 +73,8 @@ async def shop_orders(request: Request, owner: Owner) -> Response:
 async def get_order(request: Request, owner: Owner) -> Response:
     with reading(request.app.state.db) as s:
         order, _ = owned_order(s, owner.id, request.path_params["order_id"])
-        return JSONResponse(owner_order_json(order))
+        [data] = owner_orders_json(s, [order])
+        return JSONResponse(data)
 
 
 @owner_api

@@ -23,7 +23,9 @@ from server.owners.orders import (
     PAID_VIEW,
     OrderFilter,
     list_orders,
+    order_notifications,
     owner_order_json,
+    owner_orders_json,
 )
 from server.owners.pages import owner_page, redirect, render, secure
 from server.owners.service import owned_order, owned_shop, owner_shops
@@ -159,7 +161,7 @@ async def orders_page(request: Request, owner: Owner) -> Response:
         shop = owned_shop(s, owner.id, request.path_params["shop_id"])
         statuses = () if request.query_params.get("all") else PAID_VIEW
         orders, next_cursor = list_orders(s, shop.id, OrderFilter(statuses=statuses, limit=50))
-        rows = [owner_order_json(o) for o in orders]
+        rows = owner_orders_json(s, orders)
     ctx = {
         "shop": shop,
         "orders": rows,
@@ -182,10 +184,13 @@ async def order_detail(request: Request, owner: Owner) -> Response:
             .order_by(col(OrderStatusChange.id))
         ).all()
         data = owner_order_json(order)
+        # None for an order never notified (its shop has no notification URL): nothing shown.
+        notifications = order_notifications(s, order.id)
     ctx = {
         "shop": shop,
         "order": data,
         "history": history,
+        "notifications": notifications,
         "error": request.query_params.get("error"),
     }
     return render(request, "dashboard/order.html", ctx)
@@ -203,12 +208,15 @@ async def order_status_submit(request: Request, owner: Owner) -> Response:
         with reading(request.app.state.db) as s:
             order, shop = owned_order(s, owner.id, order_id, shop_id)
             data = owner_order_json(order)
-        return render(
-            request,
-            "dashboard/order.html",
-            {"shop": shop, "order": data, "history": [], "error": exc.message},
-            exc.status_code,
-        )
+            notifications = order_notifications(s, order.id)
+        ctx = {
+            "shop": shop,
+            "order": data,
+            "history": [],
+            "notifications": notifications,
+            "error": exc.message,
+        }
+        return render(request, "dashboard/order.html", ctx, exc.status_code)
     return redirect(f"/dashboard/shops/{shop_id}/orders/{order_id}")
 
 

@@ -1,5 +1,6 @@
 """The owner's view of orders: the filtered, paginated list (a query), the status buttons (a
-command following ``server.orders.status``), and the CSV export (formula-injection safe)."""
+command following ``server.orders.status``), the shop notification's delivery log (a query of
+``WebhookDelivery`` rows), and the CSV export (formula-injection safe)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlmodel import Session, col, select
 from server.catalog.money import exponent, format_amount
 from server.errors import Conflict, Unprocessable
 from server.ids import iso
-from server.models import Order
+from server.models import Order, WebhookDelivery
 from server.orders.create import order_to_json
 from server.orders.fulfil import StatusChange, change_status
 from server.orders.status import OWNER_TARGETS, STATUSES, can_move
@@ -28,8 +29,9 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
 
-def owner_order_json(order: Order) -> dict[str, Any]:
-    """The order JSON plus what only the owner sees (flag, amount paid, next moves)."""
+def owner_order_json(order: Order, *, notification_failed: bool = False) -> dict[str, Any]:
+    """The order JSON plus what only the owner sees (flag, amount paid, next moves, and
+    whether the shop's notification of it was given up)."""
     return {
         **order_to_json(order),
         "flagged": order.flagged,
@@ -39,7 +41,14 @@ def owner_order_json(order: Order) -> dict[str, Any]:
         "updated_at": iso(order.updated_at),
         "total_display": format_amount(order.total, order.currency),
         "next_statuses": owner_next_statuses(order.status),
+        "notification_failed": notification_failed,
     }
+
+
+def owner_orders_json(session: Session, orders: list[Order]) -> list[dict[str, Any]]:
+    """:func:`owner_order_json` of each order, with its notification's outcome looked up."""
+    failed = failed_notifications(session, (o.id for o in orders))
+    return [owner_order_json(o, notification_failed=o.id in failed) for o in orders]
 
 
 def owner_next_statuses(status: str) -> list[str]:
@@ -134,6 +143,105 @@ def _parse_time(value: str, name: str) -> datetime:
     except ValueError:
         raise Unprocessable(f"{name}: use an ISO time like 2026-01-01T12:00:00Z.") from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- notification log
+
+
+@dataclass(frozen=True)
+class NotificationAttempt:
+    """One sent attempt of the shop's notification, as the owner's order page shows it."""
+
+    attempt: int
+    sent_at: datetime
+    url: str
+    result: str  # "HTTP 200", or the error ("refused: ... is not a public address")
+    delivered: bool
+    # What came of it: "delivered", "retry scheduled", "retried" or "gave up".
+    then: str
+    retry_at: datetime | None  # when "retry scheduled": when the next attempt is due
+
+
+@dataclass(frozen=True)
+class NotificationLog:
+    """The delivery log of one order's notification. ``state`` is "delivered", "pending"
+    (an attempt is waiting to be sent, first or retry) or "failed" (given up)."""
+
+    state: str
+    attempts: list[NotificationAttempt]
+    due_at: datetime | None  # the waiting attempt's due time, when "pending"
+
+
+def _utc(at: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the column holds UTC.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _attempt_result(row: WebhookDelivery) -> str:
+    if row.error:
+        return row.error
+    return f"HTTP {row.status_code}" if row.status_code is not None else "no answer"
+
+
+def notification_log(rows: list[WebhookDelivery]) -> NotificationLog | None:
+    """The log of one order's delivery rows (pure). None when it was never queued."""
+    rows = sorted(rows, key=lambda r: r.attempt)
+    if not rows:
+        return None
+    waiting = [r for r in rows if r.attempted_at is None and r.next_attempt_at is not None]
+    attempts = []
+    for n, row in enumerate(rows):
+        if row.attempted_at is None:
+            continue  # the attempt waiting to be sent: told by the one before it, or the state
+        following = rows[n + 1] if n + 1 < len(rows) else None
+        retry_at = None
+        if row.delivered_at is not None:
+            then = "delivered"
+        elif following is None:
+            then = "gave up"
+        elif following.attempted_at is None and following.next_attempt_at is not None:
+            then, retry_at = "retry scheduled", _utc(following.next_attempt_at)
+        else:
+            then = "retried"
+        attempts.append(
+            NotificationAttempt(
+                attempt=row.attempt,
+                sent_at=_utc(row.attempted_at),
+                url=row.url,
+                result=_attempt_result(row),
+                delivered=row.delivered_at is not None,
+                then=then,
+                retry_at=retry_at,
+            )
+        )
+    if any(a.delivered for a in attempts):
+        return NotificationLog("delivered", attempts, None)
+    if waiting:
+        due = waiting[-1].next_attempt_at
+        return NotificationLog("pending", attempts, _utc(due) if due else None)
+    return NotificationLog("failed", attempts, None)
+
+
+def order_notifications(session: Session, order_id: str) -> NotificationLog | None:
+    """The delivery log of the order's notification to its shop (query)."""
+    rows = session.exec(select(WebhookDelivery).where(WebhookDelivery.order_id == order_id)).all()
+    return notification_log(list(rows))
+
+
+def failed_notifications(session: Session, order_ids: Iterable[str]) -> set[str]:
+    """Which of these orders' notifications were given up without being delivered (query)."""
+    ids = list(order_ids)
+    if not ids:
+        return set()
+    rows = session.exec(select(WebhookDelivery).where(col(WebhookDelivery.order_id).in_(ids))).all()
+    by_order: dict[str, list[WebhookDelivery]] = {}
+    for row in rows:
+        by_order.setdefault(row.order_id, []).append(row)
+    return {
+        oid
+        for oid, found in by_order.items()
+        if (log := notification_log(found)) is not None and log.state == "failed"
+    }
 
 
 # ---------------------------------------------------------------- status buttons

@@ -113,6 +113,10 @@
       status.appendChild(el('br'));
       status.appendChild(el('span', 'badge flag', 'Check payment: ' + (o.flag_reason || 'flagged')));
     }
+    if (o.notification_failed) {
+      status.appendChild(el('br'));
+      status.appendChild(el('span', 'badge flag', 'Notification failed'));
+    }
     var actions = el('td', 'actions');
     (o.next_statuses || []).forEach(function (s) {
       var b = el('button', s === 'cancelled' ? 'danger' : '', LABELS[s] || s);
