@@ -21,6 +21,7 @@ from server.catalog.fields import (
     strip_html,
 )
 from server.catalog.model import Choice, OptionGroup, Product
+from server.catalog.money import exponent
 
 MAX_DESCRIPTION = 5000
 Record = tuple[int, list[str]]
@@ -72,7 +73,9 @@ class _Item:
     variant_rows: int = 0
 
 
-def _draft(item: _Item, exp: int, issues: Issues, id_column: str, name_column: str) -> Draft | None:
+def _draft(
+    item: _Item, currency: str, issues: Issues, id_column: str, name_column: str
+) -> Draft | None:
     if not item.name:
         issues.error(item.line, name_column, f"product {item.key!r} has no name")
         return None
@@ -94,7 +97,7 @@ def _draft(item: _Item, exp: int, issues: Issues, id_column: str, name_column: s
             issues.error(item.line, "price", f"product {item.name!r} has no price")
             return None
         try:
-            price = parse_price(item.price_text, exp)
+            price = parse_price(item.price_text, exponent(currency), currency=currency)
         except FieldError as exc:
             issues.error(item.line, "price", str(exc))
             return None
@@ -133,10 +136,10 @@ def _draft(item: _Item, exp: int, issues: Issues, id_column: str, name_column: s
 
 
 def _variant(
-    line: int, label: str, price_text: str, column: str, exp: int, issues: Issues
+    line: int, label: str, price_text: str, column: str, currency: str, issues: Issues
 ) -> _Variant | None:
     try:
-        return _Variant(line, label, parse_price(price_text, exp))
+        return _Variant(line, label, parse_price(price_text, exponent(currency), currency=currency))
     except FieldError as exc:
         issues.error(line, column, str(exc))
         return None
@@ -146,7 +149,7 @@ def _variant(
 
 
 def shopify_drafts(
-    header: list[str], records: list[Record], exp: int, issues: Issues
+    header: list[str], records: list[Record], currency: str, issues: Issues
 ) -> list[Draft]:
     """Rows sharing a Handle are one product; the first row carries title, body, type, tags.
     Variants out of tracked stock are left out of the option group (all of them: unavailable)."""
@@ -183,7 +186,7 @@ def shopify_drafts(
             continue  # an image-only row
         label = " / ".join(v for v in values if v) or "Default Title"
         item.variant_rows += 1
-        variant = _variant(line, label, price_text, "Variant Price", exp, issues)
+        variant = _variant(line, label, price_text, "Variant Price", currency, issues)
         if variant:
             variant.visible = not _shopify_sold_out(get, cells)
             item.variants.append(variant)
@@ -192,7 +195,7 @@ def shopify_drafts(
         if not item.variant_rows:
             issues.error(item.line, "Variant Price", f"product {item.key!r} has no Variant Price")
             continue
-        draft = _draft(item, exp, issues, "Handle", "Title")
+        draft = _draft(item, currency, issues, "Handle", "Title")
         if draft:
             drafts.append(draft)
     return drafts
@@ -210,7 +213,7 @@ def _shopify_sold_out(get: Callable[[list[str], str], str], cells: list[str]) ->
 
 
 def woocommerce_drafts(
-    header: list[str], records: list[Record], exp: int, issues: Issues
+    header: list[str], records: list[Record], currency: str, issues: Issues
 ) -> list[Draft]:
     """``simple``/``variable`` rows are products; ``variation`` rows name their parent as
     ``id:123`` or by SKU. Only published, visible, in-stock variations are offered."""
@@ -262,7 +265,7 @@ def woocommerce_drafts(
             label or f"Variant {len(parent.variants) + 1}",
             price_text,
             "Regular price",
-            exp,
+            currency,
             issues,
         )
         if variant:
@@ -270,7 +273,7 @@ def woocommerce_drafts(
             parent.variants.append(variant)
     drafts = []
     for item in items:
-        draft = _draft(item, exp, issues, "SKU", "Name")
+        draft = _draft(item, currency, issues, "SKU", "Name")
         if draft:
             drafts.append(draft)
     return drafts

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from server.catalog.model import Choice, OptionGroup, Product
+from server.catalog.money import WHOLE_UNITS_ONLY
 
 MAX_PRICE_MAJOR = 1_000_000  # one million in major units: larger is surely a typo
 MAX_GROUPS = 20
@@ -105,16 +106,34 @@ class FieldError(ValueError):
     """One field's problem, as a sentence for the owner."""
 
 
+class PriceStepError(FieldError):
+    """A well-formed price that cannot be charged in its currency (Stripe takes it only in
+    larger steps than its minor unit: a last digit of 0 for KWD, whole krónur for ISK)."""
+
+
 # ---------------------------------------------------------------- prices
 
 
-def parse_price(text: str, exponent: int, *, allow_negative: bool = False) -> int:
+def parse_price(
+    text: str, exponent: int, *, allow_negative: bool = False, currency: str = ""
+) -> int:
     """``"$4.50"`` -> 450 (exponent 2); ``"4,50 €"`` -> 450; ``"1.234,50"`` -> 123450;
-    ``"¥1,200"`` -> 1200 (exponent 0). Raises :class:`FieldError`."""
+    ``"¥1,200"`` -> 1200 (exponent 0). ``currency`` (lowercase ISO 4217) adds its own rule:
+    ISK in whole krónur. Raises :class:`FieldError` (:class:`PriceStepError` for a price the
+    currency cannot be charged in)."""
     amount = _parse_amount(text, exponent, allow_negative)
     if exponent == 3 and amount % 10:
         # Stripe takes three-decimal currencies (KWD, BHD...) only with a last digit of 0.
-        raise FieldError(f"{text.strip()!r} must end in 0: this currency is paid in steps of 0.010")
+        raise PriceStepError(
+            f"{text.strip()!r} must end in 0: this currency is paid in steps of 0.010"
+        )
+    unit = WHOLE_UNITS_ONLY.get(currency)
+    if unit and amount % 10**exponent:
+        # Stripe counts ISK in hundredths but charges whole krónur only.
+        raise PriceStepError(
+            f"{text.strip()!r} is not a whole number of {unit}: {currency.upper()} prices must be"
+            f" whole {unit}, without decimals"
+        )
     return amount
 
 
@@ -223,13 +242,14 @@ _DELTA = re.compile(r"^(?P<name>.*\S)\s+(?P<sign>[+-])\s*(?P<amount>\S.*)$")
 
 
 @lru_cache(maxsize=4096)
-def parse_options(text: str, exponent: int) -> tuple[OptionGroup, ...]:
+def parse_options(text: str, exponent: int, currency: str = "") -> tuple[OptionGroup, ...]:
     """Parse ``Size: Small | Large +0.50; Toppings[0-3]: Olives +1 | Basil``.
 
     A plain ``Name:`` group is single-choice with its first
     choice the default; ``Name[min-max]:`` is chosen explicitly (``[1-1]``: required, no
     default); ``Name[n]`` means exactly n; a maximum above the number of choices means "any of
-    them". Raises :class:`FieldError` on bad syntax. Cached: menus repeat the same option sets
+    them". Price deltas follow :func:`parse_price` for ``currency``. Raises :class:`FieldError`
+    on bad syntax. Cached: menus repeat the same option sets
     on many products, and the result is immutable."""
     groups: list[OptionGroup] = []
     seen: set[str] = set()
@@ -251,7 +271,7 @@ def parse_options(text: str, exponent: int) -> tuple[OptionGroup, ...]:
         if name.casefold() in seen:
             raise FieldError(f"option group {name!r} appears twice")
         seen.add(name.casefold())
-        choices = _parse_choices(name, body, exponent)
+        choices = _parse_choices(name, body, exponent, currency)
         if m.group("min") is None:
             group = OptionGroup(name, choices)
         else:
@@ -271,7 +291,7 @@ def parse_options(text: str, exponent: int) -> tuple[OptionGroup, ...]:
     return tuple(groups)
 
 
-def _parse_choices(group: str, body: str, exponent: int) -> tuple[Choice, ...]:
+def _parse_choices(group: str, body: str, exponent: int, currency: str) -> tuple[Choice, ...]:
     choices: list[Choice] = []
     seen: set[str] = set()
     for part in body.split("|"):
@@ -283,9 +303,14 @@ def _parse_choices(group: str, body: str, exponent: int) -> tuple[Choice, ...]:
         if m:
             try:
                 delta = parse_price(
-                    m.group("sign") + m.group("amount"), exponent, allow_negative=True
+                    m.group("sign") + m.group("amount"),
+                    exponent,
+                    allow_negative=True,
+                    currency=currency,
                 )
                 name = m.group("name").strip()
+            except PriceStepError as exc:  # a price, just not one this currency is paid in
+                raise FieldError(f"option {part!r} in {group!r}: {exc}") from None
             except FieldError:
                 if m.group("sign") == "+":
                     raise FieldError(

@@ -26,6 +26,9 @@ EXPONENTS: dict[str, int] = {
 }
 ZERO_DECIMAL = frozenset(c for c, e in EXPONENTS.items() if e == 0)
 THREE_DECIMAL = frozenset(c for c, e in EXPONENTS.items() if e == 3)
+# Currencies Stripe counts with decimals but charges only in whole major units: an ISK amount
+# must be a multiple of 100 (whole krónur). The value names the major unit for messages.
+WHOLE_UNITS_ONLY: dict[str, str] = {"isk": "krónur"}
 
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥", "cny": "¥", "inr": "₹", "krw": "₩"}
 

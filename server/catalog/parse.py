@@ -99,22 +99,22 @@ def parse_catalog(data: bytes, filename: str, currency: str) -> ParseResult:
     text = _decode(data, issues)
     if text is None:
         return _finish(result, issues, [])
-    exp = currency_exponent(currency)
+    currency = currency.strip().lower()
     stripped = text.lstrip()
     if filename.lower().endswith(".json") or stripped[:1] in ("[", "{"):
         result.format = "json"
-        drafts = _json_drafts(stripped, exp, issues)
+        drafts = _json_drafts(stripped, currency, issues)
     else:
         header, records = _read_csv(text, issues)
         kind = exports.detect(header)
         if kind == "shopify":
             result.format = "shopify"
-            drafts = exports.shopify_drafts(header, records, exp, issues)
+            drafts = exports.shopify_drafts(header, records, currency, issues)
         elif kind == "woocommerce":
             result.format = "woocommerce"
-            drafts = exports.woocommerce_drafts(header, records, exp, issues)
+            drafts = exports.woocommerce_drafts(header, records, currency, issues)
         else:
-            drafts = _csv_drafts(header, records, exp, issues)
+            drafts = _csv_drafts(header, records, currency, issues)
     return _finish(result, issues, drafts)
 
 
@@ -190,7 +190,9 @@ def _read_csv(text: str, issues: Issues) -> tuple[list[str], list[Record]]:
     return header, records
 
 
-def _csv_drafts(header: list[str], records: list[Record], exp: int, issues: Issues) -> list[Draft]:
+def _csv_drafts(
+    header: list[str], records: list[Record], currency: str, issues: Issues
+) -> list[Draft]:
     if not header:
         return []
     columns: dict[str, int] = {}
@@ -224,19 +226,21 @@ def _csv_drafts(header: list[str], records: list[Record], exp: int, issues: Issu
             )
             continue
         values = {c: cells[i] if i < len(cells) else "" for c, i in columns.items()}
-        draft = build_draft(line, values, names, exp, issues)
+        draft = build_draft(line, values, names, currency, issues)
         if draft:
             drafts.append(draft)
     return drafts
 
 
 def build_draft(
-    line: int, values: dict[str, Any], columns: dict[str, str], exp: int, issues: Issues
+    line: int, values: dict[str, Any], columns: dict[str, str], currency: str, issues: Issues
 ) -> Draft | None:
     """One product from canonical field values (text; JSON may give lists, numbers, booleans).
 
-    ``columns`` maps canonical names to the names the owner wrote, for the messages."""
+    ``columns`` maps canonical names to the names the owner wrote, for the messages;
+    ``currency`` (lowercase ISO 4217) decides how prices are read."""
     before = len(issues.errors)
+    exp = currency_exponent(currency)
     col = lambda key: columns.get(key, key)  # noqa: E731
     text: dict[str, str] = {}
     for key, value in values.items():
@@ -269,13 +273,13 @@ def build_draft(
         issues.error(line, col("name"), "name is empty")
     price = 0
     try:
-        price = parse_price(text.get("price", ""), exp)
+        price = parse_price(text.get("price", ""), exp, currency=currency)
     except FieldError as exc:
         if "price" in text:
             issues.error(line, col("price"), str(exc))
     options = ()
     try:
-        options = parse_options(text.get("options", ""), exp)
+        options = parse_options(text.get("options", ""), exp, currency)
     except FieldError as exc:
         issues.error(line, col("options"), str(exc))
     if options and price + _lowest_delta(options) < 0:
@@ -332,7 +336,7 @@ _LOWEST: dict[int, tuple[tuple[OptionGroup, ...], int]] = {}
 # ---------------------------------------------------------------- JSON
 
 
-def _json_drafts(text: str, exp: int, issues: Issues) -> list[Draft]:
+def _json_drafts(text: str, currency: str, issues: Issues) -> list[Draft]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -369,7 +373,7 @@ def _json_drafts(text: str, exp: int, issues: Issues) -> list[Draft]:
             if name not in values:
                 issues.error(line, name, f"product {position} has no {name!r}")
         if all(name in values for name in REQUIRED):
-            draft = build_draft(line, values, columns, exp, issues)
+            draft = build_draft(line, values, columns, currency, issues)
             if draft:
                 drafts.append(draft)
     return drafts

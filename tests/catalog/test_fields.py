@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from server.catalog.fields import (
     FieldError,
+    PriceStepError,
     parse_available,
     parse_options,
     parse_price,
@@ -14,6 +17,7 @@ from server.catalog.fields import (
     strip_html,
 )
 from server.catalog.model import Choice, OptionGroup
+from server.catalog.money import exponent as currency_exponent
 
 
 @pytest.mark.parametrize(
@@ -65,6 +69,74 @@ def test_prices_in_minor_units(text: str, exponent: int, amount: int) -> None:
 def test_bad_prices_say_why(text: str, exponent: int, message: str) -> None:
     with pytest.raises(FieldError, match=message):
         parse_price(text, exponent)
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "amount"),
+    [
+        ("1500", "isk", 150000),  # Stripe counts ISK in hundredths
+        ("1.500 kr", "isk", 150000),  # a dot before three digits groups them: 1500 krónur
+        ("1.500,00", "isk", 150000),
+        ("0", "isk", 0),
+        ("1500.50", "usd", 150050),  # the rule is ISK's alone
+        ("4.50", "", 450),
+        ("1.250", "kwd", 1250),
+    ],
+)
+def test_prices_the_currency_can_be_charged_in(text: str, currency: str, amount: int) -> None:
+    assert parse_price(text, currency_exponent(currency), currency=currency) == amount
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "message"),
+    [
+        ("1500.50", "isk", "'1500.50' is not a whole number of krónur"),
+        ("1500,5", "isk", "ISK prices must be whole krónur"),
+        ("0.01", "isk", "ISK prices must be whole krónur"),
+        ("kr 99.90", "isk", "ISK prices must be whole krónur"),
+    ],
+)
+def test_prices_the_currency_cannot_be_charged_in(text: str, currency: str, message: str) -> None:
+    with pytest.raises(PriceStepError, match=message):
+        parse_price(text, currency_exponent(currency), currency=currency)
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "deltas"),
+    [
+        ("Size: Lítill | Stór +200", "isk", [0, 20000]),
+        (
+            "Size: Lítill | Stór +200; Extra[0-2]: Rjómi +150 | Síróp -50",
+            "isk",
+            [0, 20000, 15000, -5000],
+        ),
+        ("Size: S | L +0.50", "usd", [0, 50]),
+    ],
+)
+def test_option_prices_in_whole_units(text: str, currency: str, deltas: list[int]) -> None:
+    groups = parse_options(text, currency_exponent(currency), currency)
+    assert [c.price_delta for g in groups for c in g.choices] == deltas
+
+
+@pytest.mark.parametrize(
+    ("text", "currency", "message"),
+    [
+        (
+            "Size: Lítill | Stór +0.50",
+            "isk",
+            "option 'Stór +0.50' in 'Size': '+0.50' is not a whole number of krónur: ISK prices"
+            " must be whole krónur",
+        ),
+        # A discount with decimals is an error too, not a choice named "Lítill -0.50".
+        ("Size: Lítill -0.50 | Stór", "isk", "option 'Lítill -0.50' in 'Size': '-0.50'"),
+        ("Size: S | L +0.255", "kwd", "option 'L +0.255' in 'Size': '+0.255' must end in 0"),
+    ],
+)
+def test_option_prices_the_currency_cannot_be_charged_in(
+    text: str, currency: str, message: str
+) -> None:
+    with pytest.raises(FieldError, match=re.escape(message)):
+        parse_options(text, currency_exponent(currency), currency)
 
 
 def test_option_deltas_may_be_negative() -> None:

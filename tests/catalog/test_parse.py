@@ -331,6 +331,55 @@ def test_rejections(text: str, error: dict) -> None:
     assert result.products == []
 
 
+WHOLE_KRONUR = "ISK prices must be whole krónur, without decimals"
+
+
+@pytest.mark.parametrize(
+    ("text", "filename", "line", "column", "bad"),
+    [
+        ("name,price\nKaffi,450\nKleina,350.50\n", "menu.csv", 3, "price", "'350.50'"),
+        ("Item;Price\nKaffi;450\nKleina;350,50 kr\n", "menu.csv", 3, "Price", "'350,50 kr'"),
+        (
+            'name,price,options\nKaffi,450,"Stærð: Lítill | Stór +50.50"\n',
+            "menu.csv",
+            2,
+            "options",
+            "option 'Stór +50.50' in 'Stærð': '+50.50'",
+        ),
+        (
+            '[\n  {"name": "Kaffi", "price": 450},\n  {"name": "Kleina", "price": 350.5}\n]',
+            "menu.json",
+            3,
+            "price",
+            "'350.5'",
+        ),
+        (
+            "Handle,Title,Option1 Name,Option1 Value,Variant Price\n"
+            "peysa,Lopapeysa,Stærð,S,19990\npeysa,,Stærð,L,21990.90\n",
+            "products_export.csv",
+            3,
+            "Variant Price",
+            "'21990.90'",
+        ),
+    ],
+)
+def test_isk_prices_with_decimals_are_rejected_by_line(
+    text: str, filename: str, line: int, column: str, bad: str
+) -> None:
+    """Stripe charges ISK only in whole krónur: a checkout of 350.50 kr would fail there."""
+    result = parse_catalog(text.encode(), filename, "isk")
+    assert result.products == []
+    assert [(e["line"], e["column"]) for e in result.errors] == [(line, column)], result.errors
+    message = result.errors[0]["message"]
+    assert bad in message and WHOLE_KRONUR in message
+
+
+def test_isk_prices_in_whole_kronur_are_kept_in_hundredths() -> None:
+    product = only('Item;Price;Options\nKaffi;"1.450 kr";"Stærð: Lítill | Stór +200"\n', "ISK")
+    assert product.price == 145000
+    assert [c.price_delta for c in product.options[0].choices] == [0, 20000]
+
+
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [

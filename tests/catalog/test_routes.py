@@ -77,6 +77,35 @@ def test_a_rejected_upload_lists_every_line_and_the_old_menu_keeps_serving(
     assert [p["name"] for c in menu["categories"] for p in c["products"]] == ["Latte", "Tea"]
 
 
+def test_an_isk_menu_with_decimals_is_refused_and_the_old_one_keeps_serving(
+    client: TestClient, owner_token: tuple[str, str]
+) -> None:
+    menu = "name,price,options\nKaffi,450,Stærð: Lítill | Stór +100\nKleina,350,\n".encode()
+    r = upload(client, owner_token[1], menu, name="Kaffihús", currency="ISK")
+    assert r.status_code == 201, r.text
+    shop_id = r.json()["shop_id"]
+    bad = "name,price,options\nKaffi,450,Stærð: Lítill | Stór +99.50\nKleina,349.90,\n".encode()
+    r = upload(client, owner_token[1], bad, shop_id=shop_id)
+    assert r.status_code == 422
+    assert [(e["line"], e["column"], e["message"]) for e in r.json()["errors"]] == [
+        (
+            2,
+            "options",
+            "option 'Stór +99.50' in 'Stærð': '+99.50' is not a whole number of krónur: ISK"
+            " prices must be whole krónur, without decimals",
+        ),
+        (
+            3,
+            "price",
+            "'349.90' is not a whole number of krónur: ISK prices must be whole krónur, without"
+            " decimals",
+        ),
+    ]
+    served = client.get(f"/api/menu/{shop_id}").json()
+    assert served["currency"] == "isk" and served["version"] == 1
+    assert [p["price"] for c in served["categories"] for p in c["products"]] == [45000, 35000]
+
+
 def test_new_upload_becomes_a_new_version(client: TestClient, owner_token: tuple[str, str]) -> None:
     shop_id = upload(client, owner_token[1], COFFEE, name="Corner Cafe").json()["shop_id"]
     r = upload(client, owner_token[1], b"name,price,description\nMocha,5,Rich\n", shop_id=shop_id)

@@ -45,6 +45,36 @@ def test_draft_prices_are_ignored() -> None:
     assert lines[0].unit_price == 550 and lines[0].line_total == 1100
 
 
+def test_isk_checkout_totals_are_whole_kronur() -> None:
+    """Stripe charges ISK (counted in hundredths) only in whole krónur; the catalog takes no
+    other ISK price, so every line and total is a multiple of 100."""
+    from server.catalog.model import Menu
+    from server.catalog.parse import parse_catalog
+
+    csv = (
+        "id,name,price,options\n"
+        'kaffi,Kaffi,"1.450 kr","Stærð: Lítill -50 | Stór +200; Auka[0-2]: Rjómi +150 | Síróp"\n'
+        "kleina,Kleina,350,\n"
+    )
+    parsed = parse_catalog(csv.encode(), "menu.csv", "isk")
+    assert parsed.errors == []
+    menu = Menu("shp_is", "isk", 1, tuple(parsed.products))
+    items = [
+        {"product_id": "kaffi", "quantity": 3, "options": [
+            {"group": "Stærð", "choice": "Stór"}, {"group": "Auka", "choice": "Rjómi"}]},
+        {"product_id": "kaffi", "quantity": 1, "options": [{"group": "Stærð", "choice": "Lítill"}]},
+        {"product_id": "kleina", "quantity": 7},
+    ]  # fmt: skip
+    lines = price_items(menu, items)
+    assert [(ln.unit_price, ln.line_total) for ln in lines] == [
+        (180000, 540000),
+        (140000, 140000),
+        (35000, 245000),
+    ]
+    assert all(ln.unit_price % 100 == 0 for ln in lines)
+    assert sum(ln.line_total for ln in lines) == 925000  # 9,250 kr
+
+
 def test_every_bad_item_is_listed() -> None:
     with pytest.raises(OrderDraftError) as info:
         price_items(
