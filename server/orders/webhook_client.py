@@ -24,8 +24,45 @@ import httpx
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+def _nets(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+# Written out rather than read from ``ip.is_global``, whose answers change between Python patch
+# releases (3.11.7 counts fec0::1, 3fff::1, 5f00::1 and 64:ff9b:1::7f00:1 as global).
+# IANA IPv4 special-purpose registry (RFC 6890 and later) plus multicast and reserved.
+_IPV4_NOT_PUBLIC = _nets(
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",  # private
+    "100.64.0.0/10",  # carrier-grade NAT
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local, cloud metadata
+    "172.16.0.0/12",  # private
+    "192.0.0.0/24",  # IETF protocol assignments (its few anycast /32s are no webhook either)
+    "192.0.2.0/24",  # TEST-NET-1
+    "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+    "192.168.0.0/16",  # private
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # TEST-NET-2
+    "203.0.113.0/24",  # TEST-NET-3
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and 255.255.255.255 broadcast
+)
+# Global unicast is 2000::/3; everything outside it (loopback, ::/96 IPv4-compatible, IPv4-mapped
+# and -translated, 64:ff9b::/96 and 64:ff9b:1::/48 NAT64, 100::/64, fc00::/7, fe80::/10, fec0::/10,
+# ff00::/8, ...) is refused unless it is one of the IPv4-carrying forms judged below.
+_IPV6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_IPV6_NOT_PUBLIC = _nets(
+    # IETF protocol assignments: Teredo 2001::/32 (its IPv4 is obfuscated and relayed),
+    # benchmarking 2001:2::/48, AMT, AS112, ORCHIDv2, DRIP... none of them hosts a webhook.
+    "2001::/23",
+    "2001:db8::/32",  # documentation
+    "3fff::/20",  # documentation
+    "5f00::/16",  # SRv6 SIDs
+)
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # must not carry a non-global IPv4 (RFC 6052)
 
 
 class UnsafeAddress(Exception):
@@ -33,15 +70,19 @@ class UnsafeAddress(Exception):
 
 
 def is_public_address(ip: IPAddress) -> bool:
-    """A global unicast address. IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64,
-    IPv4-compatible) are judged by that IPv4 address."""
+    """A global unicast address, from explicit lists so the answer does not depend on the
+    Python version. IPv6 forms that reach an IPv4 address (mapped ``::ffff:a.b.c.d``, 6to4
+    ``2002::/16``, NAT64 ``64:ff9b::/96``) are judged by that IPv4 address; other IPv4-carrying
+    forms (IPv4-compatible, IPv4-translated, local-use NAT64, Teredo) are refused outright."""
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and (ip in _NAT64 or ip in _IPV4_COMPATIBLE):
+        ip = ipaddress.IPv6Address(int(ip))  # without a %scope
+        embedded = ip.sixtofour
+        if ip in _IPV4_MAPPED or ip in _NAT64:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
-            ip = embedded
-    return ip.is_global and not ip.is_multicast
+            return is_public_address(embedded)
+        return ip in _IPV6_GLOBAL_UNICAST and not any(ip in net for net in _IPV6_NOT_PUBLIC)
+    return not any(ip in net for net in _IPV4_NOT_PUBLIC)
 
 
 async def resolve(host: str, port: int) -> list[str]:

@@ -99,6 +99,50 @@ def resolver_for(table: dict[str, list[str]], calls: list[str] | None = None) ->
         ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
         ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
         ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("::808:808", False),  # IPv4-compatible forms are deprecated: refused whatever they hold
+        # IPv4 special-purpose ranges (RFC 6890, IANA registry)
+        ("0.1.2.3", False),
+        ("100.127.255.254", False),
+        ("192.0.0.9", False),  # IETF protocol assignments
+        ("192.0.2.10", False),  # TEST-NET-1
+        ("192.88.99.1", False),  # 6to4 relay anycast
+        ("198.18.0.1", False),  # benchmarking
+        ("198.19.255.254", False),
+        ("198.51.100.7", False),  # TEST-NET-2
+        ("203.0.113.9", False),  # TEST-NET-3
+        ("239.255.255.250", False),
+        ("100.63.255.255", True),  # just outside 100.64.0.0/10
+        ("172.32.0.1", True),  # just outside 172.16.0.0/12
+        ("198.20.0.1", True),  # just outside 198.18.0.0/15
+        ("223.255.255.254", True),
+        # IPv6: only 2000::/3, less its special-purpose blocks (IANA registry)
+        ("2a00:1450:4001::200e", True),
+        ("3ffe::1", True),
+        ("2620:4f:8000::1", True),
+        ("64:ff9b:1::7f00:1", False),  # local-use NAT64, refused whatever it holds
+        ("64:ff9b:1::808:808", False),
+        ("::ffff:0:7f00:1", False),  # IPv4-translated 127.0.0.1
+        ("::ffff:0:808:808", False),  # IPv4-translated forms are refused outright
+        ("fec0::1", False),  # site-local (deprecated)
+        ("5f00::1", False),  # SRv6 SIDs
+        ("3fff::1", False),  # documentation
+        ("3fff:fff:ffff::1", False),
+        ("2001:db8::1", False),  # documentation
+        ("2001::1", False),  # Teredo
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo of a public server
+        ("2001:2::1", False),  # benchmarking
+        ("2001:20::1", False),  # ORCHIDv2
+        ("2001:1ff:ffff::1", False),  # the end of 2001::/23
+        ("2001:200::1", True),  # just past it
+        ("100::1", False),  # discard-only
+        ("::2", False),
+        ("4000::1", False),  # outside 2000::/3
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("2002:c000:201::1", False),  # 6to4 of 192.0.2.1
+        ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8 (DNS64 networks)
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("::ffff:198.51.100.1", False),
     ],
 )
 def test_only_global_unicast_addresses_are_public(address: str, public: bool) -> None:
