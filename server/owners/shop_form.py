@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.catalog.money import currency_problem
+from server.orders.webhook_client import is_public_address
 from server.shops.hours import DAY_NAMES as WEEKDAY_NAMES
 from server.shops.hours import DAYS, parse_range
 
@@ -37,9 +38,7 @@ def _private_host(host: str) -> bool:
             ip = ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:
             return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+    return not is_public_address(ip)
 
 
 def parse_shop_settings(

@@ -193,6 +193,10 @@ BASE = {"name": "Cafe", "fulfillment_modes": ["pickup"]}
         ({"notify_webhook_url": "https://10.0.0.7/hook"}, "notify_webhook_url"),
         ({"notify_webhook_url": "https://[::1]/hook"}, "notify_webhook_url"),
         ({"notify_webhook_url": "https://[::ffff:192.168.0.1]/hook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://[fec0::1]/hook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://[64:ff9b:1::7f00:1]/hook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://[2002:7f00:1::1]/hook"}, "notify_webhook_url"),
+        ({"notify_webhook_url": "https://192.0.2.10/hook"}, "notify_webhook_url"),
         (
             {"notify_webhook_url": "https://h.example.com", "notify_webhook_secret": "short"},
             "notify_webhook_secret",
