@@ -1,5 +1,6 @@
-"""Rate limits: fixed windows counted per key. In-process by default; Redis (shared by every
-worker) when ``REDIS_URL`` is set."""
+"""Rate limits: fixed windows counted per key, daily token counts, and short-lived claims (one
+reply per thread). In-process by default; Redis (shared by every worker) when ``REDIS_URL`` is
+set."""
 
 from __future__ import annotations
 
@@ -18,12 +19,19 @@ class RateLimiter(Protocol):
         ...
 
     async def claim(self, key: str, ttl_seconds: float) -> bool:
-        """Take ``key`` for at most ``ttl_seconds`` (one reply per thread across every worker);
-        False while someone else holds it. Give it back with :meth:`release`."""
+        """Take ``key`` for ``ttl_seconds`` (one reply per thread across every worker); False
+        while someone else holds it. Keep it with :meth:`extend`, give it back with
+        :meth:`release`; a holder that does neither (it died) loses it after ``ttl_seconds``."""
+        ...
+
+    async def extend(self, key: str, ttl_seconds: float) -> bool:
+        """Make a claim this limiter still holds last ``ttl_seconds`` from now. False (and
+        nothing changes) when it expired, was never taken, or someone else holds it now."""
         ...
 
     async def release(self, key: str) -> None:
-        """Give back a claim this limiter took (a no-op when it expired or was never taken)."""
+        """Give back a claim this limiter holds (a no-op when it expired, was never taken, or
+        someone else took it since). Never raises for an outage: the claim expires anyway."""
         ...
 
 
@@ -65,7 +73,17 @@ class MemoryRateLimiter:
             self._claims = {k: v for k, v in self._claims.items() if v > now}
         return True
 
+    async def extend(self, key: str, ttl_seconds: float) -> bool:
+        now = self._clock()  # type: ignore[operator]
+        until = self._claims.get(key)
+        if until is None or until <= now:
+            return False  # lapsed: whoever claims it next holds it, not us
+        self._claims[key] = now + ttl_seconds
+        return True
+
     async def release(self, key: str) -> None:
+        # One process, one holder: the chat runner keeps one turn per thread in a process, so
+        # the claim under ``key`` is always the caller's (no holder token needed here).
         self._claims.pop(key, None)
 
 

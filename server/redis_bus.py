@@ -10,7 +10,9 @@ is already committed.
 
 :class:`RedisRateLimiter` counts fixed windows with one atomic Lua script (INCR + PEXPIRE + PTTL)
 and falls back to an in-process limiter while Redis is unreachable, so an outage loosens limits
-to per-process ones instead of refusing customers.
+to per-process ones instead of refusing customers. A claim is a key holding a random token of
+this limiter's (``SET NX PX``); renewing and giving it back compare that token first, in one Lua
+script, so a claim that expired and was taken by another worker is never renewed or freed.
 """
 
 from __future__ import annotations
@@ -297,8 +299,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_EXTEND_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 TOKEN_KEY_TTL_SECONDS = 3 * 86_400
 RETRY_REDIS_AFTER_SECONDS = 1.0
+# While Redis is marked down, renewing or giving back a claim still tries Redis, for this long:
+# a claim given back during a blip would otherwise lock its thread until it expires.
+CLAIM_TRY_SECONDS = 0.5
 
 
 class RedisRateLimiter:
@@ -376,15 +386,47 @@ class RedisRateLimiter:
             self._claims[key] = token
         return bool(taken)
 
+    async def extend(self, key: str, ttl_seconds: float) -> bool:
+        """``PEXPIRE`` the claim only while it still holds this limiter's token."""
+        token = self._claims.get(key)
+        if token is None:  # taken while Redis was down: it lives in this process
+            return await self.fallback.extend(key, ttl_seconds)
+        try:
+            async with asyncio.timeout(self._claim_timeout()):
+                renewed = await self._client().eval(
+                    _EXTEND_SCRIPT,
+                    1,
+                    f"{self.prefix}claim:{key}",
+                    token,
+                    str(max(1, int(ttl_seconds * 1000))),
+                )
+        except (*_LINK_ERRORS, RedisError) as exc:
+            self._claim_failed("renew", key, exc)
+            return await self.fallback.extend(key, ttl_seconds)
+        return bool(int(renewed))
+
     async def release(self, key: str) -> None:
+        """Delete the claim only while it still holds this limiter's token. Tried even while
+        Redis is marked down (briefly); never raises: an unreleased claim expires."""
         token = self._claims.pop(key, None)
         await self.fallback.release(key)
-        if token is None or self._redis_down():
+        if token is None:
             return
-        try:  # delete only our own claim (it may have expired and been taken by another)
-            await self._client().eval(_RELEASE_SCRIPT, 1, f"{self.prefix}claim:{key}", token)
+        try:
+            async with asyncio.timeout(self._claim_timeout()):
+                await self._client().eval(_RELEASE_SCRIPT, 1, f"{self.prefix}claim:{key}", token)
         except (*_LINK_ERRORS, RedisError) as exc:
-            self._failed(exc)
+            self._claim_failed("give back", key, exc)
+
+    def _claim_timeout(self) -> float | None:
+        # Healthy: the client's own timeouts apply. Marked down: one short try.
+        return CLAIM_TRY_SECONDS if self._redis_down() else None
+
+    def _claim_failed(self, what: str, key: str, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + RETRY_REDIS_AFTER_SECONDS
+        log.warning(
+            "could not %s the claim %s in redis (it expires on its own): %r", what, key, exc
+        )
 
     async def close(self) -> None:
         if self._redis is not None and self._loop is asyncio.get_running_loop():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -60,11 +62,34 @@ async def test_a_claim_is_held_until_released(limiter: RateLimiter) -> None:
 
 async def test_a_claim_expires(limiter: RateLimiter) -> None:
     """A worker that died holding a claim does not block the thread forever."""
-    import asyncio
-
     assert await limiter.claim("turn:thr_x", 0.05) is True
     await asyncio.sleep(0.2)
     assert await limiter.claim("turn:thr_x", 30) is True
+
+
+async def test_a_renewed_claim_outlives_its_ttl_and_a_lapsed_one_is_not_renewed() -> None:
+    """A running reply renews its claim; a dead worker's claim lapses after its ttl, and
+    renewing it then does not bring it back."""
+    clock = FakeClock()
+    lim = MemoryRateLimiter(clock=clock)
+    assert await lim.claim("turn:thr_1", 30) is True
+    for _ in range(4):  # 80 s: well past the 30 s a claim lives without renewal
+        clock.now += 20
+        assert await lim.extend("turn:thr_1", 30) is True
+        assert await lim.claim("turn:thr_1", 30) is False
+    clock.now += 30.5
+    assert await lim.extend("turn:thr_1", 30) is False
+    assert await lim.claim("turn:thr_1", 30) is True  # the next reply takes the thread
+
+
+async def test_nothing_to_renew_for_a_claim_never_taken_or_given_back(
+    limiter: RateLimiter,
+) -> None:
+    assert await limiter.extend("turn:thr_none", 30) is False
+    assert await limiter.claim("turn:thr_1", 30) is True
+    await limiter.release("turn:thr_1")
+    assert await limiter.extend("turn:thr_1", 30) is False
+    assert await limiter.claim("turn:thr_1", 30) is True
 
 
 async def test_memory_window_resets_after_the_window() -> None:
@@ -104,6 +129,80 @@ async def test_redis_limit_is_shared_by_two_processes() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.redis
+async def test_redis_claims_are_renewed_and_given_back_only_by_their_holder() -> None:
+    from redis.asyncio import Redis
+
+    from server.redis_bus import RedisRateLimiter
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a = RedisRateLimiter(services.redis_url(), prefix=prefix)
+    b = RedisRateLimiter(services.redis_url(), prefix=prefix)
+    redis = Redis.from_url(services.redis_url())
+    key = f"{prefix}claim:turn:thr_1"
+    try:
+        assert await a.claim("turn:thr_1", 1) is True
+        assert 0 < await redis.pttl(key) <= 1000
+        # Another worker can neither renew nor free it.
+        assert await b.extend("turn:thr_1", 60) is False
+        await b.release("turn:thr_1")
+        assert 0 < await redis.pttl(key) <= 1000
+        assert await b.claim("turn:thr_1", 30) is False
+        # Its holder renews it for a new lifetime.
+        assert await a.extend("turn:thr_1", 60) is True
+        assert 1000 < await redis.pttl(key) <= 60_000
+        # A claim that lapsed and went to another worker stays theirs: the first holder's
+        # late renewal and release leave it alone.
+        assert await a.extend("turn:thr_1", 0.05) is True
+        await asyncio.sleep(0.15)
+        assert await b.claim("turn:thr_1", 30) is True
+        assert await a.extend("turn:thr_1", 60) is False
+        await a.release("turn:thr_1")
+        assert await a.claim("turn:thr_1", 30) is False
+        assert 1000 < await redis.pttl(key) <= 30_000
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.redis
+async def test_a_redis_claim_is_given_back_and_renewed_right_after_a_blip() -> None:
+    """Redis failed a moment ago (this worker still counts in-process), but it is back: the
+    claim is renewed and given back in Redis, so the next reply does not wait for it to
+    expire."""
+    from server.redis_bus import RETRY_REDIS_AFTER_SECONDS, RedisRateLimiter
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a = RedisRateLimiter(services.redis_url(), prefix=prefix)
+    b = RedisRateLimiter(services.redis_url(), prefix=prefix)
+    try:
+        assert await a.claim("turn:thr_1", 30) is True
+        a._down_until = time.monotonic() + 10 * RETRY_REDIS_AFTER_SECONDS  # the blip
+        assert await a.extend("turn:thr_1", 30) is True
+        await a.release("turn:thr_1")
+        assert await b.claim("turn:thr_1", 30) is True
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_giving_back_a_claim_while_redis_is_unreachable_does_not_raise() -> None:
+    from server.redis_bus import RedisRateLimiter
+
+    lim = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    lim._claims["turn:thr_1"] = "token"  # taken before Redis went away
+    assert await lim.extend("turn:thr_1", 30) is False
+    await lim.release("turn:thr_1")
+    # Marked down now: claims are taken in-process, renewed and given back there.
+    assert await lim.claim("turn:thr_2", 30) is True
+    assert await lim.extend("turn:thr_2", 30) is True
+    await lim.release("turn:thr_2")
+    assert await lim.claim("turn:thr_2", 30) is True
+    await lim.close()
 
 
 async def test_redis_limiter_falls_back_to_this_process_when_redis_is_unreachable() -> None:
