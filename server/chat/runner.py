@@ -43,9 +43,9 @@ USAGE_TTL = 10.0
 BUDGET_NOTICE = "Our assistant is very busy today; continuing in simple mode."
 BUSY = "A reply is still being written; wait for it to finish."
 TOO_LONG = "The reply took too long; please send your message again."
-# How long a turn's claim outlives the turn's deadline: the cut-short turn still stores
-# what it said (queued behind other writes) before the thread takes its next message.
-LOCK_MARGIN_SECONDS = 60.0
+# A turn's claim on its thread lives this long and the running turn renews it every third of
+# that: a worker that dies mid-reply leaves its customer locked out for at most this long.
+LOCK_SECONDS = 30.0
 
 
 def turn_seconds(settings: Settings) -> float:
@@ -95,8 +95,9 @@ class ChatRunner:
 
     A turn holds the limiter's claim ``turn:{thread_id}`` (Redis when configured, so it holds
     between workers) from before the thread is read until its last event is stored. The claim
-    expires after ``lock_seconds`` (longer than ``turn_seconds``, the deadline every turn is
-    held to), so a worker that dies mid-turn does not lock the thread for good."""
+    lives ``lock_seconds`` and a background task renews it every ``renew_seconds`` until it is
+    given back, so a worker that dies mid-turn locks the thread only that long; a turn itself
+    is cut at ``turn_seconds``."""
 
     def __init__(
         self,
@@ -107,7 +108,8 @@ class ChatRunner:
         limiter: RateLimiter | None = None,
         *,
         max_turn_seconds: float | None = None,
-        lock_seconds: float | None = None,
+        lock_seconds: float = LOCK_SECONDS,
+        renew_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -115,11 +117,12 @@ class ChatRunner:
         self.llm = llm
         self.limiter: RateLimiter = limiter if limiter is not None else MemoryRateLimiter()
         self.turn_seconds = turn_seconds(settings) if max_turn_seconds is None else max_turn_seconds
-        self.lock_seconds = (
-            self.turn_seconds + LOCK_MARGIN_SECONDS if lock_seconds is None else lock_seconds
-        )
+        self.lock_seconds = lock_seconds
+        self.renew_seconds = lock_seconds / 3 if renew_seconds is None else renew_seconds
         self.active: dict[str, TurnLog] = {}
         self._reserved: set[str] = set()
+        # Per claimed thread: the task renewing its claim until it is given back.
+        self._keepers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # One writer thread: SQLite has one writer anyway, and queued writes never contend
         # for its lock (the busy handler sleeps); writes also stay in submission order.
@@ -154,11 +157,51 @@ class ChatRunner:
         if not taken:
             self._reserved.discard(thread_id)
             raise Conflict(BUSY)
+        self._keepers[thread_id] = asyncio.get_running_loop().create_task(
+            self._keep_claim(thread_id), name="chat-turn-claim"
+        )
 
     async def release(self, thread_id: str) -> None:
         """Give back a claim whose turn did not start."""
-        self._reserved.discard(thread_id)
-        await self.limiter.release(_lock_key(thread_id))
+        try:
+            await self._stop_keeping(thread_id)
+        finally:
+            try:
+                await self.limiter.release(_lock_key(thread_id))
+            finally:
+                self._reserved.discard(thread_id)
+
+    async def _keep_claim(self, thread_id: str) -> None:
+        """Renew the thread's claim every ``renew_seconds`` until cancelled. A claim that
+        lapsed is taken again when nobody else took it; one held by another worker is left to
+        it (a warning: a second turn may run; handoff's order guard still allows one order).
+        Failures are logged, never raised: the reply goes on either way."""
+        key = _lock_key(thread_id)
+        lost = False
+        while True:
+            await asyncio.sleep(self.renew_seconds)
+            try:
+                held = await self.limiter.extend(key, self.lock_seconds)
+                if not held:
+                    held = await self.limiter.claim(key, self.lock_seconds)
+            except Exception as exc:
+                log.warning(
+                    "could not renew a chat turn's claim: %r", exc, extra={"thread_id": thread_id}
+                )
+                continue
+            if not held and not lost:
+                log.warning(
+                    "a chat turn lost its claim to another reply", extra={"thread_id": thread_id}
+                )
+            lost = not held
+
+    async def _stop_keeping(self, thread_id: str) -> None:
+        """Stop renewing the thread's claim; returns once no renewal can land any more."""
+        keeper = self._keepers.pop(thread_id, None)
+        if keeper is None:
+            return
+        keeper.cancel()
+        await asyncio.wait([keeper])
 
     def start(self, req: TurnRequest) -> TurnLog:
         """Queue the customer's message for storage (creating the thread when new) and start
@@ -344,18 +387,21 @@ class ChatRunner:
         if turn_log.released:
             return
         turn_log.released = True
-        if after_writes:
-            # Cancelled once more (the loop is going): the claim is given back anyway.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(
-                    asyncio.get_running_loop().run_in_executor(self._writer, _nothing)
-                )
-        if self.active.get(turn_log.thread_id) is turn_log:
-            del self.active[turn_log.thread_id]
         try:
-            await self.limiter.release(_lock_key(turn_log.thread_id))
-        except Exception:  # the claim expires on its own
-            log.exception("could not release a chat turn's claim")
+            if after_writes:
+                # Cancelled once more (the loop is going): the claim is given back anyway.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(
+                        asyncio.get_running_loop().run_in_executor(self._writer, _nothing)
+                    )
+            await self._stop_keeping(turn_log.thread_id)
+        finally:
+            if self.active.get(turn_log.thread_id) is turn_log:
+                del self.active[turn_log.thread_id]
+            try:
+                await self.limiter.release(_lock_key(turn_log.thread_id))
+            except Exception:  # the claim expires on its own
+                log.exception("could not release a chat turn's claim")
 
     def _store_now(self, turn_log: TurnLog, reply: Reply) -> None:
         """Cancelled (shutdown): keep what was said, synchronously, before the loop goes."""

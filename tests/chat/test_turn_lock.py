@@ -1,6 +1,7 @@
 """One reply per thread at a time, in one process and across workers sharing Redis: a second
 message while a reply runs gets 409, the thread takes messages again once the reply is done,
-and a worker that dies mid-reply locks the thread only until its claim expires."""
+a long reply keeps the thread by renewing its short-lived claim, and a worker that dies
+mid-reply locks the thread only until that claim expires."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from starlette.responses import Response
 
 from server import models
 from server.app import create_app
-from server.chat.runner import BUSY, TOO_LONG, ChatRunner
+from server.chat.runner import BUSY, LOCK_SECONDS, TOO_LONG, ChatRunner
 from server.db import Database
 from server.events import MemoryBus
 from server.ratelimit import MemoryRateLimiter, RateLimiter
@@ -63,6 +64,7 @@ class Sent:
 
 
 def send(base: str, shop_id: str, sent: Sent, **body: Any) -> None:
+    """POST ``body`` and record the answer in ``sent`` (run it in a thread)."""
     with (
         httpx.Client(timeout=30) as client,
         client.stream("POST", f"{base}/api/chat/{shop_id}", json=body) as response,
@@ -182,22 +184,142 @@ def die_holding(runner: ChatRunner, thread_id: str) -> None:
     asyncio.run(claim_and_die())
 
 
+class RenewalsSeen(MemoryRateLimiter):
+    """The in-process limiter on a fake clock, noting when (on that clock) a claim was last
+    renewed or taken, so a test can wait for the running turn's next renewal."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.clock = clock
+        self.held_at = 0.0
+        self.changed = threading.Condition()
+
+    def _note(self, at: float) -> None:
+        with self.changed:
+            self.held_at = max(self.held_at, at)
+            self.changed.notify_all()
+
+    async def extend(self, key: str, ttl_seconds: float) -> bool:
+        at = self.clock.now  # read first: the renewal counts from no later than this
+        held = await super().extend(key, ttl_seconds)
+        if held:
+            self._note(at)
+        return held
+
+    async def claim(self, key: str, ttl_seconds: float) -> bool:
+        at = self.clock.now
+        taken = await super().claim(key, ttl_seconds)
+        if taken:
+            self._note(at)
+        return taken
+
+    def wait_held_at(self, at: float) -> None:
+        """Wait until the claim was renewed (or taken back) at ``at`` or later."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.held_at >= at, timeout=10)
+
+
+@pytest.fixture
+def on_fake_clock(
+    llm_settings: Settings, db: Database, serve: Callable[[Starlette], str]
+) -> Callable[..., tuple[str, RenewalsSeen, Clock]]:
+    """Factory: an app whose limiter runs on a fake clock; returns (url, limiter, clock)."""
+
+    def start(**runner_kw: Any) -> tuple[str, RenewalsSeen, Clock]:
+        clock = Clock()
+        limiter = RenewalsSeen(clock)
+        app = create_app(llm_settings, db=db)
+        app.state.limiter = limiter
+        app.state.chat_runner = runner_for(app, limiter, **runner_kw)
+        return serve(app), limiter, clock
+
+    return start
+
+
 def test_a_reply_whose_worker_died_locks_the_thread_only_until_its_claim_expires(
-    llm_settings: Settings, db: Database, serve: Callable[[Starlette], str], shop: models.Shop
+    on_fake_clock: Callable[..., tuple[str, RenewalsSeen, Clock]],
+    llm_settings: Settings,
+    db: Database,
+    shop: models.Shop,
 ) -> None:
-    clock = Clock()
-    limiter = MemoryRateLimiter(clock=clock)
-    app = create_app(llm_settings, db=db)
-    app.state.limiter = limiter
-    app.state.chat_runner = runner_for(app, limiter)
-    base = serve(app)
+    base, limiter, clock = on_fake_clock()
     ids = first_message(base, shop.id)
-    dead = runner_for(app, limiter, lock_seconds=30)
-    die_holding(dead, ids["thread_id"])
+    dead = ChatRunner(llm_settings, db, MemoryBus(), None, limiter)
+    die_holding(dead, ids["thread_id"])  # claimed, then never renewed nor given back
     refused = post_chat(base, shop.id, message="hello?", **ids)
     assert refused.status == 409 and refused.body["detail"] == BUSY
-    clock.now += 30.5
+    assert LOCK_SECONDS <= 30
+    clock.now += LOCK_SECONDS - 1
+    assert post_chat(base, shop.id, message="hello?", **ids).status == 409
+    clock.now += 1.5
     assert post_chat(base, shop.id, message="hello?", **ids).events[-1].event == "done"
+
+
+def reply_held_by_the_model(fake: GatedOpenAI, base: str, shop_id: str, **body: Any) -> Any:
+    """Send a message whose reply waits for ``fake.gate``; returns (sent, thread) once the
+    reply is running."""
+    fake.gate.clear()
+    sent = Sent()
+    thread = threading.Thread(target=send, args=(base, shop_id, sent), kwargs=body)
+    thread.start()
+    assert sent.known.wait(20) and sent.status == 200
+    return sent, thread
+
+
+def test_a_long_reply_keeps_its_thread_past_many_claim_lifetimes(
+    on_fake_clock: Callable[..., tuple[str, RenewalsSeen, Clock]],
+    shop: models.Shop,
+    fake_openai: GatedOpenAI,
+) -> None:
+    base, limiter, clock = on_fake_clock(renew_seconds=0.02)
+    ids = first_message(base, shop.id)
+    sent, thread = reply_held_by_the_model(fake_openai, base, shop.id, message="a latte?", **ids)
+    for _ in range(4):  # 4 x 20 s on the limiter's clock: past two 30 s lifetimes
+        clock.now += 20
+        limiter.wait_held_at(clock.now)
+        refused = post_chat(base, shop.id, message="hello?", **ids)
+        assert refused.status == 409 and refused.body["detail"] == BUSY
+    # A claim that lapsed anyway (the worker stalled) is taken back while nobody else has it.
+    clock.now += LOCK_SECONDS + 1
+    limiter.wait_held_at(clock.now)
+    assert post_chat(base, shop.id, message="hello?", **ids).status == 409
+    fake_openai.gate.set()
+    thread.join(30)
+    assert sent.events[-1].event == "done"
+    assert post_chat(base, shop.id, message="thanks", **ids).events[-1].event == "done"
+
+
+class RenewalsFail(MemoryRateLimiter):
+    """A limiter whose renewals fail (a broken link to the shared store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tried = threading.Event()
+
+    async def extend(self, key: str, ttl_seconds: float) -> bool:
+        self.tried.set()
+        raise ConnectionError("the limiter is unreachable")
+
+
+def test_a_reply_goes_on_when_its_claim_cannot_be_renewed(
+    llm_settings: Settings,
+    db: Database,
+    serve: Callable[[Starlette], str],
+    shop: models.Shop,
+    fake_openai: GatedOpenAI,
+) -> None:
+    limiter = RenewalsFail()
+    app = create_app(llm_settings, db=db)
+    app.state.limiter = limiter
+    app.state.chat_runner = runner_for(app, limiter, renew_seconds=0.01)
+    base = serve(app)
+    ids = first_message(base, shop.id)
+    sent, thread = reply_held_by_the_model(fake_openai, base, shop.id, message="a latte?", **ids)
+    assert limiter.tried.wait(10)
+    fake_openai.gate.set()
+    thread.join(30)
+    assert sent.events[-1].event == "done"
+    assert post_chat(base, shop.id, message="thanks", **ids).events[-1].event == "done"
 
 
 def test_a_reply_past_the_turn_deadline_ends_with_an_error_and_frees_the_thread(
@@ -288,7 +410,7 @@ def test_a_claim_left_by_a_dead_worker_expires_after_its_ttl(
     held, brief = first_message(a, shop.id), first_message(a, shop.id)
     limiter = RedisRateLimiter(services.redis_url(), prefix=prefix)
     dead = ChatRunner(llm_settings, db, MemoryBus(), None, limiter)
-    die_holding(dead, held["thread_id"])  # with the full TTL
+    die_holding(dead, held["thread_id"])  # with the usual lifetime
     dead.lock_seconds = 0.3
     die_holding(dead, brief["thread_id"])
     with Redis.from_url(services.redis_url()) as redis:
@@ -299,3 +421,24 @@ def test_a_claim_left_by_a_dead_worker_expires_after_its_ttl(
     time.sleep(0.4)
     assert post_chat(b, shop.id, message="hello?", **brief).events[-1].event == "done"
     assert post_chat(a, shop.id, message="hello?", **held).status == 409
+
+
+@pytest.mark.redis
+def test_a_long_reply_on_one_worker_keeps_its_thread_from_the_other_past_its_claim_lifetime(
+    two_workers: Callable[..., tuple[str, str, str]],
+    shop: models.Shop,
+    fake_openai: GatedOpenAI,
+) -> None:
+    lifetime = 0.8
+    a, b, _ = two_workers(lock_seconds=lifetime, renew_seconds=0.1)
+    ids = first_message(a, shop.id)
+    sent, thread = reply_held_by_the_model(fake_openai, a, shop.id, message="a latte?", **ids)
+    until = time.monotonic() + 3 * lifetime
+    while time.monotonic() < until:
+        time.sleep(0.25)
+        refused = post_chat(b, shop.id, message="hello?", **ids)
+        assert refused.status == 409 and refused.body["detail"] == BUSY
+    fake_openai.gate.set()
+    thread.join(30)
+    assert sent.events[-1].event == "done"
+    assert post_chat(b, shop.id, message="thanks", **ids).events[-1].event == "done"
