@@ -29,7 +29,7 @@ var FAILED = ['payment_failed', 'expired', 'cancelled', 'refunded'];
 
 // [placeholder, send, close, hello, cart, checkout, order, subtotal, tax, tip, total, pay,
 //  waiting, continue, paid, failed, offline, rate limit ({n} seconds), error, interrupted,
-//  retry, typing, paused, new order, message label, items]
+//  retry, typing, paused, new order, message label, item/items]
 /** @type {Record<string, string[]>} */
 var L = {
   en: ['Type a message', 'Send', 'Close chat', 'Hi! What can I get you?', 'Your cart', 'Checkout',
@@ -37,25 +37,25 @@ var L = {
     'Continue to payment', 'Paid. Order number', 'The payment did not go through.',
     'You are offline.', 'Too many messages. Try again in {n} s.', 'Something went wrong.',
     'The reply was interrupted.', 'Retry', 'Typing…', 'This shop is not taking orders right now.',
-    'New order', 'Message', 'items'],
+    'New order', 'Message', 'item/items'],
   es: ['Escribe un mensaje', 'Enviar', 'Cerrar chat', '¡Hola! ¿Qué te pongo?', 'Tu carrito', 'Pagar pedido',
     'Tu pedido', 'Subtotal', 'Impuestos', 'Propina', 'Total', 'Pagar', 'Esperando el pago…',
     'Continuar al pago', 'Pagado. Número de pedido', 'El pago no se completó.',
     'Estás sin conexión.', 'Demasiados mensajes. Inténtalo en {n} s.', 'Algo salió mal.',
     'La respuesta se interrumpió.', 'Reintentar', 'Escribiendo…', 'Esta tienda no acepta pedidos ahora.',
-    'Nuevo pedido', 'Mensaje', 'artículos'],
+    'Nuevo pedido', 'Mensaje', 'artículo/artículos'],
   fr: ['Écrivez un message', 'Envoyer', 'Fermer le chat', 'Bonjour ! Que puis-je vous servir ?', 'Votre panier',
     'Commander', 'Votre commande', 'Sous-total', 'Taxes', 'Pourboire', 'Total', 'Payer',
     'En attente du paiement…', 'Continuer vers le paiement', 'Payé. Numéro de commande',
     "Le paiement n'a pas abouti.", 'Vous êtes hors ligne.', 'Trop de messages. Réessayez dans {n} s.',
     'Une erreur est survenue.', 'La réponse a été interrompue.', 'Réessayer', 'Écrit…',
-    "Cette boutique ne prend pas de commandes pour l'instant.", 'Nouvelle commande', 'Message', 'articles'],
+    "Cette boutique ne prend pas de commandes pour l'instant.", 'Nouvelle commande', 'Message', 'article/articles'],
   de: ['Nachricht eingeben', 'Senden', 'Chat schließen', 'Hallo! Was darf es sein?', 'Ihr Warenkorb', 'Zur Kasse',
     'Ihre Bestellung', 'Zwischensumme', 'Steuer', 'Trinkgeld', 'Gesamt', 'Bezahlen', 'Warte auf Zahlung…',
     'Weiter zur Zahlung', 'Bezahlt. Bestellnummer', 'Die Zahlung ist nicht durchgegangen.',
     'Sie sind offline.', 'Zu viele Nachrichten. Erneut in {n} s.', 'Etwas ist schiefgelaufen.',
     'Die Antwort wurde unterbrochen.', 'Erneut versuchen', 'Schreibt…',
-    'Dieser Shop nimmt gerade keine Bestellungen an.', 'Neue Bestellung', 'Nachricht', 'Artikel']
+    'Dieser Shop nimmt gerade keine Bestellungen an.', 'Neue Bestellung', 'Nachricht', 'Artikel/Artikel']
 };
 var lang = L[cfg.lang] ? cfg.lang : (navigator.language || '').slice(0, 2);
 if (!L[lang]) lang = 'en';
@@ -468,7 +468,7 @@ function renderCart(cart) {
   var count = lines.reduce(function (n, l) { return n + l.quantity; }, 0);
   var checkout = h('button', { type: 'button', class: 'sa-go' }, S[5]);
   checkout.onclick = function () { send(S[5], 'checkout'); };
-  var details = h('details', null, h('summary', null, S[4] + ' · ' + count + ' ' + S[25] + ' · ' + money(cart.subtotal, cart.currency)), lineList(lines, cart.currency));
+  var details = h('details', null, h('summary', null, S[4] + ' · ' + count + ' ' + S[25].split('/')[+(new Intl.PluralRules(lang).select(count) != 'one')] + ' · ' + money(cart.subtotal, cart.currency)), lineList(lines, cart.currency));
   // Keep the customer's choice to see the lines across updates.
   if (cartOpen) details.setAttribute('open', '');
   details.addEventListener('toggle', function () { cartOpen = /** @type {HTMLDetailsElement} */ (details).open; });

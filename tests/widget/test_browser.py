@@ -154,6 +154,30 @@ def test_replies_stream_with_markdown_and_untrusted_text_stays_inert(
     assert site.chat.requests[0]["message"].startswith("<img src=x")
 
 
+def test_cart_summary_counts_one_item_in_the_singular(
+    page: Page, make_site: Callable[..., Site]
+) -> None:
+    site = make_site(scripted=True)
+    line = {
+        "line_id": "l1",
+        "product_id": "tea",
+        "name": "Tea",
+        "quantity": 1,
+        "options": [],
+        "note": None,
+        "unit_price": 300,
+        "line_total": 300,
+    }
+    site.chat.replies.append(
+        reply("One tea.", cart={"lines": [line], "subtotal": 300, "currency": "usd"})
+    )
+    frame = open_chat(page, site)
+    say(frame, "a tea")
+    summary = frame.locator(".sa-cart summary")
+    summary.wait_for()
+    assert summary.inner_text() == "Your cart · 1 item · $3.00"
+
+
 def test_everything_works_by_keyboard(page: Page, make_site: Callable[..., Site]) -> None:
     site = make_site(scripted=True)
     site.chat.replies.append(reply("Sure, one tea."))
