@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-# Every currency a shop can sell in (lowercase ISO 4217: the codes in use, plus ANG, SLL and STD,
-# which Stripe still charges), by the number of decimals its amounts carry. That is ISO's
-# exponent, except where Stripe counts otherwise for a currency it charges: MGA in whole ariary
-# (ISO: 2 decimals) and ISK in hundredths (ISO: 0; Stripe takes whole kronur as multiples of 100).
-# Not listed: funds codes (CLF, UYW, USN...), precious metals, XDR, XTS and XXX, and withdrawn
-# currencies (HRK, CUC, ZWL...).
-_CURRENCIES_BY_EXPONENT = {
-    0: "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf",
-    2: (
-        "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bmd bnd bob brl bsd btn bwp byn"
-        " bzd cad cdf chf cny cop crc cup cve czk dkk dop dzd egp ern etb eur fjd fkp gbp gel ghs"
-        " gip gmd gtq gyd hkd hnl htg huf idr ils inr irr isk jmd kes kgs khr kpw kyd kzt lak lbp"
-        " lkr lrd lsl mad mdl mkd mmk mnt mop mru mur mvr mwk mxn myr mzn nad ngn nio nok npr nzd"
-        " pab pen pgk php pkr pln qar ron rsd rub sar sbd scr sdg sek sgd shp sle sll sos srd ssp"
-        " std stn svc syp szl thb tjs tmt top try ttd twd tzs uah usd uyu uzs ved ves wst xcd xcg"
-        " yer zar zmw zwg"
-    ),
-    3: "bhd iqd jod kwd lyd omr tnd",
-}
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Every currency a shop can sell in: the ones Stripe charges (its presentment currencies,
+# lowercase ISO 4217 plus SLL and STD, which Stripe still takes). Other ISO codes (IRR, CUP,
+# IQD, LYD...) are refused: a shop could take orders in them but never be paid.
+SHOP_CURRENCIES = _codes(
+    "usd aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd"
+    " bwp byn bzd cad cdf chf clp cny cop crc cve czk djf dkk dop dzd egp etb eur fjd fkp gbp"
+    " gel gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr isk jmd jod jpy kes kgs khr kmf krw"
+    " kwd kyd kzt lak lbp lkr lrd lsl mad mdl mga mkd mmk mnt mop mur mvr mwk mxn myr mzn nad"
+    " ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sek"
+    " sgd shp sle sll sos srd std szl thb tjs tnd top try ttd twd tzs uah ugx uyu uzs vnd vuv"
+    " wst xaf xcd xcg xof xpf yer zar zmw"
+)
+# ISO 4217 codes in use that Stripe does not charge: refused with their own reason.
+_ISO_NOT_ON_STRIPE = _codes(
+    "btn cup ern ghs iqd irr kpw lyd mru sdg ssp stn svc syp tmt ved ves zwg"
+)
+# The decimals an amount carries, as Stripe counts them: none for _ZERO_DECIMAL, three for
+# _THREE_DECIMAL, two for every other code. Where that differs from ISO, Stripe's count stands:
+# MGA whole ariary (ISO: 2), ISK hundredths (ISO: 0; whole krónur only, see WHOLE_UNITS_ONLY).
+# Stored prices were read this way before currencies were checked, so a code never changes
+# here: IQD and LYD (three decimals in ISO) were read with two and keep two.
+_ZERO_DECIMAL = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"
+_THREE_DECIMAL = "bhd jod kwd omr tnd"
 EXPONENTS: dict[str, int] = {
-    code: exp for exp, codes in _CURRENCIES_BY_EXPONENT.items() for code in codes.split()
+    **{code: 2 for code in SHOP_CURRENCIES},
+    **{code: 0 for code in _codes(_ZERO_DECIMAL)},
+    **{code: 3 for code in _codes(_THREE_DECIMAL)},
 }
 ZERO_DECIMAL = frozenset(c for c, e in EXPONENTS.items() if e == 0)
 THREE_DECIMAL = frozenset(c for c, e in EXPONENTS.items() if e == 3)
@@ -40,13 +51,18 @@ def exponent(currency: str) -> int:
 
 
 def currency_problem(currency: str) -> str | None:
-    """None when ``currency`` is a code a shop can sell in, else a sentence naming the field:
-    "Currency 'usb' is not an ISO 4217 currency code; use one such as usd, eur or jpy."."""
+    """None when ``currency`` is a code a shop can sell in (one Stripe charges), else a sentence
+    naming the field: "Currency 'usb' is not an ISO 4217 currency code; use one such as usd, eur
+    or jpy."."""
     code = currency.strip().lower()
-    if code in EXPONENTS:
+    if code in SHOP_CURRENCIES:
         return None
     if not code:
         return "Currency is missing; use an ISO 4217 currency code such as usd, eur or jpy."
+    if code in _ISO_NOT_ON_STRIPE:
+        return (
+            f"Currency {code!r} cannot be charged through Stripe; use one such as usd, eur or jpy."
+        )
     return (
         f"Currency {currency.strip()[:20]!r} is not an ISO 4217 currency code; "
         "use one such as usd, eur or jpy."

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from server.catalog.money import EXPONENTS, currency_problem, exponent, format_amount
+from server.catalog.money import (
+    EXPONENTS,
+    SHOP_CURRENCIES,
+    currency_problem,
+    exponent,
+    format_amount,
+)
 from server.catalog.parse import parse_catalog
 
 
@@ -20,8 +26,11 @@ from server.catalog.parse import parse_catalog
         ("isk", 2),  # ISO says 0; Stripe takes hundredths (whole kronur)
         ("kwd", 3),
         ("bhd", 3),
-        ("iqd", 3),
-        ("lyd", 3),
+        ("tnd", 3),
+        # ISO gives these three decimals, but prices stored for them were read with two, and
+        # Stripe charges neither: they keep two.
+        ("iqd", 2),
+        ("lyd", 2),
         ("JPY", 0),
     ],
 )
@@ -44,10 +53,37 @@ STRIPE_CURRENCIES = (
     " wst xaf xcd xcg xof xpf yer zar zmw"
 )
 
+# How amounts were read before currencies were checked (every code was accepted then): these
+# were whole units, these had three decimals, every other code two. A stored price keeps the
+# meaning it was entered with.
+FORMER_ZERO_DECIMAL = "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf"
+FORMER_THREE_DECIMAL = "bhd jod kwd omr tnd"
 
-def test_stripes_currencies_are_all_accepted() -> None:
+# ISO 4217 codes in use that Stripe does not charge.
+ISO_NOT_ON_STRIPE = "btn cup ern ghs iqd irr kpw lyd mru sdg ssp stn svc syp tmt ved ves zwg"
+
+
+def test_shops_sell_in_exactly_the_currencies_stripe_charges() -> None:
+    assert frozenset(STRIPE_CURRENCIES.split()) == SHOP_CURRENCIES
     assert [c for c in STRIPE_CURRENCIES.split() if currency_problem(c)] == []
-    assert all(len(c) == 3 and c.isalpha() and c.islower() for c in EXPONENTS)
+    assert [c for c in STRIPE_CURRENCIES.split() if currency_problem(c.upper())] == []
+
+
+@pytest.mark.parametrize("code", ISO_NOT_ON_STRIPE.split())
+def test_an_iso_currency_stripe_cannot_charge_is_refused_by_name(code: str) -> None:
+    assert currency_problem(code) == (
+        f"Currency {code!r} cannot be charged through Stripe; use one such as usd, eur or jpy."
+    )
+
+
+def test_every_code_keeps_the_decimals_it_had_before_currencies_were_checked() -> None:
+    def former(code: str) -> int:
+        if code in FORMER_ZERO_DECIMAL.split():
+            return 0
+        return 3 if code in FORMER_THREE_DECIMAL.split() else 2
+
+    codes = set(STRIPE_CURRENCIES.split()) | set(ISO_NOT_ON_STRIPE.split()) | set(EXPONENTS)
+    assert {c: exponent(c) for c in codes} == {c: former(c) for c in codes}
 
 
 @pytest.mark.parametrize("code", ["usb", "xxx", "xts", "xau", "xdr", "clf", "eu", "euro", "€", ""])
@@ -57,6 +93,6 @@ def test_codes_that_are_not_a_shop_currency(code: str) -> None:
 
 
 def test_a_three_decimal_currency_prices_and_prints_in_thousandths() -> None:
-    result = parse_catalog(b"name,price\nFalafel,1.250\n", "menu.csv", "iqd")
+    result = parse_catalog(b"name,price\nMachboos,1.250\n", "menu.csv", "kwd")
     assert [p.price for p in result.products] == [1250]
-    assert format_amount(1250, "iqd") == "1.250 IQD"
+    assert format_amount(1250, "kwd") == "1.250 KWD"
