@@ -17,13 +17,7 @@ MENU_LIST_MAX = 60  # products listed for one category at most
 
 def describe(line: Line) -> str:
     """``2 x Mocha (Large, Oat, Whipped cream)``: yes/no choices read as their group's name."""
-    opts = []
-    for sel in line.options:
-        if sel.choice.casefold() == "yes":
-            opts.append(sel.group)
-        elif sel.choice.casefold() != "no":
-            opts.append(sel.choice)
-    return f"{line.quantity} x {line.name}" + (f" ({', '.join(opts)})" if opts else "")
+    return line.describe()
 
 
 def or_list(items: list[str]) -> str:

@@ -68,9 +68,16 @@ class Line:
         )
 
     def describe(self) -> str:
-        """``2 x Latte (Large, Oat)``: for replies and Stripe product names."""
-        opts = ", ".join(s.choice for s in self.options)
-        return f"{self.quantity} x {self.name}" + (f" ({opts})" if opts else "")
+        """``2 x Mocha (Large, Oat, Whipped cream)``: for replies and Stripe product names. A
+        yes/no choice reads as its group's name when yes and is left out when no."""
+        opts = []
+        for sel in self.options:
+            choice = sel.choice.casefold()
+            if choice == "yes":
+                opts.append(sel.group)
+            elif choice != "no":
+                opts.append(sel.choice)
+        return f"{self.quantity} x {self.name}" + (f" ({', '.join(opts)})" if opts else "")
 
 
 @dataclass(frozen=True)

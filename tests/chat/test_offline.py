@@ -538,6 +538,9 @@ def test_describe_reads_yes_no_choices_as_the_group_name() -> None:
     assert describe(line) == "2 x Mocha (Whipped cream)"
     _, line = add_item(MENU, cart, "mocha", 1)
     assert describe(line) == "1 x Mocha"
+    _, line = add_item(MENU, cart, "mocha", 1, [{"group": "Whipped cream", "choice": "No"}])
+    # The Cashier's summary and the waiter's replies say the same: no "(No)".
+    assert describe(line) == line.describe() == "1 x Mocha"
 
 
 @pytest.mark.parametrize(
