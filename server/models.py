@@ -32,6 +32,7 @@ class Owner(SQLModel, table=True):
     password_hash: str | None = Field(default=None, max_length=200)
     failed_logins: int = 0
     locked_until: datetime | None = _ts(nullable=True, default=None)
+    last_failed_login_at: datetime | None = _ts(nullable=True, default=None)
     created_at: datetime = _ts(default_factory=utcnow)
 
 
@@ -39,11 +40,13 @@ class LoginThrottle(SQLModel, table=True):
     """Failed sign-ins for an email address without an account, counted exactly like
     ``Owner.failed_logins`` / ``locked_until`` so that the lockout answer does not tell whether
     the address has an account. Keyed by an HMAC of the address (typed addresses are not stored);
-    a row whose lockout is over is deleted."""
+    a row is deleted once its last failure is older than the counting window and it is not
+    locked."""
 
     id: str = Field(primary_key=True, max_length=64)
     failed_logins: int = 0
-    locked_until: datetime | None = _ts(nullable=True, default=None, index=True)
+    locked_until: datetime | None = _ts(nullable=True, default=None)
+    last_failed_login_at: datetime = _ts(default_factory=utcnow, index=True)
 
 
 class OwnerSession(SQLModel, table=True):

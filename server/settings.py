@@ -60,8 +60,11 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_from: str = ""
+    # login_max_failures wrong passwords for one email address, each within
+    # login_failure_window_seconds of the one before, lock it for login_lockout_seconds.
     login_max_failures: int = 5
     login_lockout_seconds: int = 900
+    login_failure_window_seconds: int = 900
     # Development: the order notification webhook may point at this machine or the local network
     # (a receiver on localhost). Never in production: see ``private_webhooks_allowed``.
     allow_private_webhooks: bool = True

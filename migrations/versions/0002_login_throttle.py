@@ -1,4 +1,4 @@
-"""login throttle for email addresses without an account
+"""login throttle for email addresses without an account; the time of an owner's last failure
 
 Revision ID: 0002
 Revises: 0001
@@ -23,15 +23,25 @@ def upgrade() -> None:
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("failed_logins", sa.Integer(), nullable=False),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_failed_login_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("loginthrottle", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_loginthrottle_locked_until"), ["locked_until"], unique=False
+            batch_op.f("ix_loginthrottle_last_failed_login_at"),
+            ["last_failed_login_at"],
+            unique=False,
+        )
+    # Failures counted before this revision have no time: they are forgotten at the next sign-in.
+    with op.batch_alter_table("owner", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("last_failed_login_at", sa.DateTime(timezone=True), nullable=True)
         )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("owner", schema=None) as batch_op:
+        batch_op.drop_column("last_failed_login_at")
     with op.batch_alter_table("loginthrottle", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_loginthrottle_locked_until"))
+        batch_op.drop_index(batch_op.f("ix_loginthrottle_last_failed_login_at"))
     op.drop_table("loginthrottle")

@@ -21,7 +21,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 from starlette.requests import Request
@@ -123,11 +123,15 @@ def check_password_login(
     """Check a password sign-in and record the attempt (failure count, lockout). Returns the
     outcome instead of raising, so the caller's transaction commits the failure count.
 
+    A failure counts towards the lockout while the one before it is at most
+    ``login_failure_window_seconds`` old; after a longer pause the count starts again.
+
     An address without an account is counted and locked out exactly like one with an account
     (in :class:`LoginThrottle`), and every answer costs one argon2 check: neither the message,
     the status nor the time taken tells whether the address has an account."""
     now = now or utcnow()
     email = normalize_email(email)
+    _forget_old_failures(session, settings, now)
     # FOR UPDATE: parallel wrong guesses (several workers, PostgreSQL) each add one failure.
     owner = session.exec(select(Owner).where(Owner.email == email).with_for_update()).first()
     record: Owner | LoginThrottle = owner or _throttle_row(session, settings, email, now)
@@ -135,9 +139,15 @@ def check_password_login(
     if locked_until and locked_until > now:
         verify_password(None, password)  # the same work as a wrong password
         return _locked(locked_until, now)
+    last_failure = aware(record.last_failed_login_at)
+    if last_failure is None or last_failure < now - _failure_window(settings):
+        # The same schedule on which _forget_old_failures deletes an unknown address's row.
+        record.failed_logins = 0
     right = verify_password(owner.password_hash if owner else None, password)
     if owner is None or not right:
         record.failed_logins += 1
+        record.last_failed_login_at = now
+        record.locked_until = None
         if record.failed_logins >= settings.login_max_failures:
             record.failed_logins = 0
             record.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
@@ -153,15 +163,30 @@ def check_password_login(
     return LoginOutcome(owner)
 
 
+def _failure_window(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.login_failure_window_seconds)
+
+
+def _forget_old_failures(session: Session, settings: Settings, now: datetime) -> None:
+    """Drop the rows of unknown addresses that are not locked and whose last failure is older
+    than the window: they say nothing a missing row does not. Run on every password sign-in,
+    so no row outlives the window by more than the time to the next sign-in."""
+    locked_until = col(LoginThrottle.locked_until)
+    session.execute(
+        delete(LoginThrottle).where(
+            col(LoginThrottle.last_failed_login_at) < now - _failure_window(settings),
+            or_(locked_until.is_(None), locked_until <= now),
+        )
+    )
+
+
 def _throttle_row(session: Session, settings: Settings, email: str, now: datetime) -> LoginThrottle:
-    """The locked row counting failures for ``email`` (which has no account), made on first use.
-    Rows whose lockout is over say nothing a missing row does not, so they are dropped here."""
-    session.execute(delete(LoginThrottle).where(col(LoginThrottle.locked_until) < now))
+    """The locked row counting failures for ``email`` (which has no account), made on first use."""
     key = sign(settings.secret_key, "login-throttle", email)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(
         insert(LoginThrottle)
-        .values(id=key, failed_logins=0, locked_until=None)
+        .values(id=key, failed_logins=0, locked_until=None, last_failed_login_at=now)
         .on_conflict_do_nothing(index_elements=["id"])
     )
     return session.exec(

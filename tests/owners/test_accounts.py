@@ -204,6 +204,75 @@ def test_a_lockout_ends_after_the_wait_for_any_address(
     assert attempt(timedelta(seconds=602)) == (WRONG_CREDENTIALS, 0)
     with db.read() as s:  # a lockout that ended leaves nothing behind
         assert [r.locked_until for r in s.exec(select(LoginThrottle)).all()] in ([], [None])
+    assert attempt(timedelta(seconds=603))[1] == 600  # failures count again after it
+
+
+def _attempts(
+    db: Database, settings: Settings, email: str, times: list[int], window: int = 600
+) -> list[int]:
+    """Wrong passwords for ``email`` at ``times`` (seconds after a fixed start), with 3 failures
+    allowed and a 600 s lockout; each attempt's Retry-After (0: a plain wrong password)."""
+    from server.owners.auth import check_password_login
+    from server.owners.service import create_owner
+
+    with db.write() as s:
+        create_owner(s, "ana@example.com", PASSWORD)
+    strict = settings.with_(
+        login_max_failures=3, login_lockout_seconds=600, login_failure_window_seconds=window
+    )
+    t0 = utcnow()
+    answers = []
+    for at in times:
+        with db.write() as s:
+            outcome = check_password_login(s, strict, email, "wrong guess 1", t0 + timedelta(0, at))
+        answers.append(outcome.retry_after)
+    return answers
+
+
+@pytest.mark.parametrize("email", ["ana@example.com", "nobody@example.com"])
+def test_failures_older_than_the_window_are_forgotten_for_any_address(
+    db: Database, settings: Settings, email: str
+) -> None:
+    # Two failures, then a third 601 s after the second: it starts a new count.
+    assert _attempts(db, settings, email, [0, 1, 602, 603]) == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("email", ["ana@example.com", "nobody@example.com"])
+def test_failures_within_the_window_still_lock_for_any_address(
+    db: Database, settings: Settings, email: str
+) -> None:
+    assert _attempts(db, settings, email, [0, 300, 599]) == [0, 0, 600]
+
+
+@pytest.mark.parametrize("email", ["ana@example.com", "nobody@example.com"])
+def test_a_lockout_longer_than_the_window_is_kept_for_any_address(
+    db: Database, settings: Settings, email: str
+) -> None:
+    assert _attempts(db, settings, email, [0, 1, 2, 300], window=60) == [0, 0, 600, 302]
+
+
+def test_failures_for_unknown_addresses_leave_no_row_once_the_window_passes(
+    db: Database, settings: Settings
+) -> None:
+    from server.owners.auth import check_password_login
+    from server.owners.service import create_owner
+
+    strict = settings.with_(login_max_failures=3, login_failure_window_seconds=600)
+    t0 = utcnow()
+    for i in range(5):  # one or two wrong guesses each: none of them locked
+        for _ in range(1 + i % 2):
+            with db.write() as s:
+                check_password_login(s, strict, f"guess{i}@example.com", "wrong guess 1", t0)
+    with db.read() as s:
+        assert len(s.exec(select(LoginThrottle)).all()) == 5
+    with db.write() as s:  # any sign-in, here one to an account, clears them out
+        create_owner(s, "ana@example.com", PASSWORD)
+        signed_in = check_password_login(
+            s, strict, "ana@example.com", PASSWORD, t0 + timedelta(0, 601)
+        )
+        assert signed_in.owner is not None
+    with db.read() as s:
+        assert s.exec(select(LoginThrottle)).all() == []
 
 
 def test_too_many_attempts_from_one_address_are_slowed_down(app: Starlette) -> None:
