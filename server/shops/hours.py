@@ -6,8 +6,10 @@
     {"tz": "Europe/Paris", "mon": [["08:00", "12:00"], ["13:00", "17:00"]], "tue": [], ...}
 
 An empty mapping means no schedule: always open. A day with no ranges (or missing) is closed.
-A range ending at ``24:00`` runs to midnight; one that ends at or before its start
-(``22:00-02:00``) runs past midnight into the next day. Pure functions, no I/O; a malformed
+A range ending at ``24:00`` runs to midnight; one that ends before its start (``22:00-02:00``)
+runs past midnight into the next day. The settings form refuses a range that ends when it starts
+(``08:00-08:00``, most likely a typo; ``00:00-24:00`` is all day), but one stored before it did
+is still read as 24 hours from its start, as it always was. Pure functions, no I/O; a malformed
 range is ignored rather than failing a customer's message.
 """
 
@@ -51,7 +53,8 @@ def _clock(minutes: int) -> str:
 def parse_range(text: str) -> list[str]:
     """``"22:00-02:00"`` -> ``["22:00", "02:00"]``: a range as the settings form takes it,
     checked by the very rules :func:`is_open` reads stored ranges with (``9:00`` is ``09:00``,
-    ``24:00`` only ends a day, an end at or before the start runs past midnight).
+    ``24:00`` only ends a day, an end before the start runs past midnight), and refusing a range
+    that closes when it opens.
 
     Raises ValueError with a sentence for the owner."""
     start_text, dash, end_text = text.strip().partition("-")
@@ -63,6 +66,10 @@ def parse_range(text: str) -> list[str]:
     pair = _range(start_text, end_text)
     if pair is None:
         raise ValueError(f"{text.strip()!r} starts at 24:00; start at 00:00 instead")
+    if _minutes(start_text) == _minutes(end_text):  # 24:00 never starts a range
+        raise ValueError(
+            f"{text.strip()!r} opens and closes at the same time; use 00:00-24:00 for all day"
+        )
     start, end = pair
     return [_clock(start), _clock(end if end <= DAY_MINUTES else end - DAY_MINUTES)]
 

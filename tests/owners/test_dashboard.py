@@ -241,6 +241,25 @@ def test_settings_are_saved(owner: TestClient, db: Database) -> None:
     assert "Saved." in page and "08:00-12:00, 13:00-17:00" in page and "ordering paused" in page
 
 
+def test_opening_hours_that_open_and_close_at_once_are_explained_and_not_saved(
+    owner: TestClient, db: Database
+) -> None:
+    shop_id = _create_shop(owner)
+    form = {
+        "csrf_token": session_csrf(owner), "name": "Ana's Cafe", "fulfillment_modes": "pickup",
+        "hours_mon": "08:00-08:00", "hours_tue": "08:00-17:00", "hours_tz": "Europe/Paris",
+    }  # fmt: skip
+    r = owner.post(f"/dashboard/shops/{shop_id}/settings", data=form)
+    assert r.status_code == 422
+    assert (
+        "Monday: &#39;08:00-08:00&#39; opens and closes at the same time; "
+        "use 00:00-24:00 for all day." in r.text
+    )
+    assert 'value="08:00-08:00"' in r.text  # what was typed stays in the form to fix
+    with db.read() as s:
+        assert s.get(Shop, shop_id).opening_hours == {}  # type: ignore[union-attr]
+
+
 def test_bad_settings_are_explained_and_not_saved(owner: TestClient, db: Database) -> None:
     shop_id = _create_shop(owner)
     form = {

@@ -95,6 +95,12 @@ def test_login_only_returns_to_this_site(target: str | None, expected: str) -> N
             None,
             "Sunday: '08:00' is not a range like 08:00-12:00.",
         ),
+        (
+            {"hours_tue": "08:00-12:00, 14:00-14:00", "hours_tz": "UTC"},
+            None,
+            "Tuesday: '14:00-14:00' opens and closes at the same time; use 00:00-24:00 for all day.",
+        ),
+        ({"hours_mon": "00:00-24:00", "hours_tz": "UTC"}, {"mon": [["00:00", "24:00"]]}, None),
         ({"hours_mon": "8am-5pm", "hours_tz": "UTC"}, None, "Monday: '8am' is not a time"),
         ({"hours_mon": "08:00-17:00"}, None, "Choose the time zone"),
         ({"hours_mon": "08:00-17:00", "hours_tz": "Mars/Olympus"}, None, "is not a time zone name"),
@@ -121,7 +127,6 @@ def test_opening_hours(
         "22:00-02:00",
         "9:00-17:00",
         "00:00-24:00",
-        "08:00-08:00",
         "23:59-00:00",
         "24:00-02:00",
         "24:00-24:00",
@@ -137,7 +142,7 @@ def test_opening_hours(
 )
 def test_the_form_takes_exactly_the_ranges_the_open_state_understands(text: str) -> None:
     """One parser: a range the form refuses is one the shop's hours would ignore, and the other
-    way round."""
+    way round (except a zero-length range, below)."""
     parsed, problem = parse_opening_hours({"hours_mon": text, "hours_tz": "UTC"})
     start, _, end = text.partition("-")
     sunday = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -145,6 +150,18 @@ def test_the_form_takes_exactly_the_ranges_the_open_state_understands(text: str)
     assert (problem is None) is understood
     if understood:  # and what the form stores opens at the same time
         assert next_opening(parsed, sunday) == next_opening({"mon": [[start, end]]}, sunday)
+
+
+@pytest.mark.parametrize("text", ["08:00-08:00", "00:00-00:00", "8:00 - 08:00", "23:59-23:59"])
+def test_a_range_that_opens_and_closes_at_the_same_time_is_refused(text: str) -> None:
+    """Most likely a typo: it is not taken as a day-long schedule; 00:00-24:00 says that."""
+    parsed, problem = parse_opening_hours({"hours_mon": text, "hours_tz": "UTC"})
+    assert parsed == {}
+    assert problem == (
+        f"Monday: {text!r} opens and closes at the same time; use 00:00-24:00 for all day. "
+        "Write hours like 08:00-12:00, 13:00-17:00 (22:00-02:00 closes after midnight), "
+        "or leave the day empty."
+    )
 
 
 @pytest.mark.parametrize(

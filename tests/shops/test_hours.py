@@ -17,7 +17,7 @@ from server.chat.handoff import paused_reply
 from server.chat.threads import shop_context
 from server.db import Database
 from server.owners.shop_form import parse_opening_hours
-from server.shops.hours import DAY_NAMES, DAYS, is_open
+from server.shops.hours import DAY_NAMES, DAYS, is_open, parse_range
 from tests.chat.helpers import make_shop, post_chat
 from tests.orders.menus import coffee_menu
 
@@ -98,6 +98,37 @@ CLOSED = "We're closed; we open again "
 )
 def test_open_or_closed(hours: Any, now: datetime, expected: tuple[bool, str]) -> None:
     assert is_open(hours, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("08:00-17:00", ["08:00", "17:00"]),
+        ("00:00-24:00", ["00:00", "24:00"]),  # all day
+        ("22:00-02:00", ["22:00", "02:00"]),  # past midnight
+        ("23:59-00:00", ["23:59", "24:00"]),
+        ("9:00 - 9:01", ["09:00", "09:01"]),
+        ("08:00-08:00", "'08:00-08:00' opens and closes at the same time; use 00:00-24:00"),
+        ("00:00-00:00", "'00:00-00:00' opens and closes at the same time"),
+        ("9:30-09:30", "'9:30-09:30' opens and closes at the same time"),
+        ("24:00-24:00", "'24:00-24:00' starts at 24:00; start at 00:00 instead"),
+    ],
+)
+def test_parse_range(text: str, expected: list[str] | str) -> None:
+    if isinstance(expected, list):
+        assert parse_range(text) == expected
+    else:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            parse_range(text)
+
+
+def test_a_range_stored_before_the_form_refused_zero_length_ones_still_reads_all_day() -> None:
+    """Shops saved with 08:00-08:00 are not closed without their owner knowing; the settings
+    form asks for 00:00-24:00 the next time they are saved."""
+    hours = {**{d: [] for d in DAYS}, "mon": [["08:00", "08:00"]], "tz": "UTC"}
+    assert is_open(hours, utc(23, 8)) == (True, "")  # Monday 08:00
+    assert is_open(hours, utc(24, 7, 59)) == (True, "")  # until Tuesday 08:00
+    assert is_open(hours, utc(24, 8)) == (False, CLOSED + "Monday at 08:00.")
 
 
 def test_what_the_dashboard_writes_is_understood() -> None:
