@@ -109,6 +109,9 @@ class Shop(SQLModel, table=True):
     menu_revision: int = (
         0  # bumped when availability changes: with the version, names the menu's state
     )
+    # The number of the shop's last order: ``Order.number`` is taken from it with one
+    # ``UPDATE ... RETURNING`` in the transaction that inserts the order.
+    order_seq: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = _ts(default_factory=utcnow)
 
 
@@ -199,8 +202,13 @@ class ShopUsage(SQLModel, table=True):
 
 
 class Order(SQLModel, table=True):
+    """``number`` is the short order number the shop calls out (1, 2, 3... per shop, from
+    ``Shop.order_seq``); ``id`` stays the identifier everywhere else."""
+
+    __table_args__ = (Index("ux_order_shop_id_number", "shop_id", "number", unique=True),)
     id: str = Field(primary_key=True, max_length=40)
     shop_id: str = Field(foreign_key="shop.id", index=True, ondelete="CASCADE")
+    number: int
     thread_id: str | None = Field(default=None, foreign_key="thread.id", ondelete="SET NULL")
     status: str = Field(default="awaiting_payment", max_length=20, index=True)
     currency: str = Field(max_length=3)

@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, col
 
 from server import models
 from server.catalog.model import Menu
@@ -115,6 +117,7 @@ def create_order(
     order = models.Order(
         id=new_id("ord"),
         shop_id=shop.id,
+        number=next_order_number(session, shop),
         thread_id=thread_id,
         status="awaiting_payment",
         currency=menu.currency,
@@ -132,6 +135,25 @@ def create_order(
     return order
 
 
+def next_order_number(session: Session, shop: models.Shop) -> int:
+    """Take the shop's next order number (1, 2, 3...) in the caller's transaction.
+
+    One ``UPDATE ... RETURNING``: the row lock it takes (PostgreSQL) or the write transaction
+    it runs in (SQLite) makes concurrent orders of a shop wait for each other, so each gets its
+    own number; a rolled-back order gives its number back. The unique index on
+    ``(shop_id, number)`` backs this up."""
+    bump = (
+        update(models.Shop)
+        .where(col(models.Shop.id) == shop.id)
+        .values(order_seq=col(models.Shop.order_seq) + 1)
+        .returning(col(models.Shop.order_seq))
+    )
+    number = session.connection().execute(bump).scalar_one()
+    if shop in session:
+        set_committed_value(shop, "order_seq", number)
+    return int(number)
+
+
 def order_from_cart(
     session: Session, *, shop: models.Shop, menu: Menu, cart: Cart, **kw: Any
 ) -> models.Order:
@@ -142,6 +164,7 @@ def order_to_json(order: models.Order) -> dict[str, Any]:
     """The DESIGN.md order JSON (validates against ``order.schema.json``)."""
     return {
         "order_id": order.id,
+        "number": order.number,
         "shop_id": order.shop_id,
         "status": order.status,
         "currency": order.currency,
