@@ -101,6 +101,11 @@ async def hand_off(
     use_llm: bool,
 ) -> None:
     """The customer confirmed: clone the thread, run the Cashier, store the order."""
+    if ctx.thread.order_id:
+        # Confirmed again (sent again after a turn that was cut, or from another tab): the
+        # conversation's order is shown, never a second one placed.
+        await _show_placed(runner, reply, req.thread_id)
+        return
     said = "".join(reply.parts)
     if ctx.shop.paused:
         if "not taking orders" not in said:  # the Waiter may have said so already
@@ -147,6 +152,14 @@ def _order_of(session: Any, thread_id: str) -> dict[str, Any] | None:
     return order_to_json(order) if order is not None else None
 
 
+async def _show_placed(runner: Any, reply: Any, thread_id: str) -> None:
+    """Say the order is placed and send it again (its Pay button)."""
+    await _say(reply, ORDER_PLACED)
+    order = await runner.read_db(lambda s: _order_of(s, thread_id))
+    if order is not None:
+        await reply.event("order", {"order": order})
+
+
 async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
     """A message to a cashier thread. Returns False when it is not for the Cashier (not the
     name it asked for): the Waiter then answers in this thread, so the order can still change.
@@ -154,7 +167,7 @@ async def continue_cashier(runner: Any, reply: Any, req: Any, ctx: Any) -> bool:
     thread = ctx.thread
     state = thread.state or {}
     if thread.order_id:
-        await _say(reply, ORDER_PLACED)
+        await _show_placed(runner, reply, thread.id)
     elif state.get("awaiting") == "name" and (name := name_from_answer(req.message)):
         try:
             lines = price_items(ctx.menu, state.get("items"))

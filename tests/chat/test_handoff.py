@@ -310,7 +310,9 @@ def test_the_order_can_still_change_while_the_cashier_waits_for_a_name(
     order = check_order(post_chat(base, shop.id, message="Ana", **latest))
     assert order["total"] == 625 and order["fulfillment"]["name"] == "Ana"
     placed = post_chat(base, shop.id, message="thanks!", **latest)
-    assert "Pay button" in placed.text and not placed.of("order")
+    # The order placed is shown again (its Pay button), no other one.
+    assert "Pay button" in placed.text
+    assert [e.data["order"]["order_id"] for e in placed.of("order")] == [order["order_id"]]
 
 
 def test_a_model_that_answers_the_confirming_message_with_a_question_does_not_hand_off(

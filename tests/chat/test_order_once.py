@@ -107,3 +107,22 @@ def test_two_answers_to_the_cashiers_name_question_at_once_place_one_order(
     with db.read() as s:
         thread = s.get(models.Thread, cashier["thread_id"])
         assert thread is not None and thread.order_id == order["order_id"]
+
+
+def test_a_confirmation_sent_again_after_the_order_shows_that_order_and_places_no_other(
+    settings: Settings, db: Database, serve: Any
+) -> None:
+    shop = make_shop(db, coffee_menu())
+    base = serve(create_app(settings, db=db))
+    first = post_chat(base, shop.id, message="an espresso")
+    ids = {"thread_id": first.thread["thread_id"], "thread_token": first.thread["thread_token"]}
+    placed = post_chat(base, shop.id, message="that's all", **ids)
+    order_id = placed.of("order")[0].data["order"]["order_id"]
+    cashier = {**ids, "thread_id": placed.of("handoff")[0].data["thread_id"]}
+    # Sent again to the conversation (a stale tab), then to the Cashier's thread.
+    for where in (ids, cashier):
+        again = post_chat(base, shop.id, message="that's all", **where)
+        assert again.text.endswith(ORDER_PLACED)
+        assert [e.data["order"]["order_id"] for e in again.of("order")] == [order_id]
+        assert not again.of("handoff") and again.events[-1].event == "done"
+    assert orders(db, shop.id) == [order_id]
