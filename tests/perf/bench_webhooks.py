@@ -78,6 +78,7 @@ def _orders(db: Database, n: int) -> list[tuple[str, str, int]]:
             order = models.Order(
                 id=order_id,
                 shop_id=shop.id,
+                number=i + 1,
                 thread_id=thread.id,
                 currency="usd",
                 items=[
@@ -100,6 +101,7 @@ def _orders(db: Database, n: int) -> list[tuple[str, str, int]]:
             )
             s.add(order)
             out.append((order.id, shop.id, total))
+        shop.order_seq = n
     return out
 
 
