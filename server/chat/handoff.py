@@ -130,9 +130,10 @@ async def hand_off(
     child_id = await runner.write_db(clone)
     await reply.event("handoff", {"role": "cashier", "thread_id": child_id})
     if use_llm:
-        draft = await LLMCashier(runner.llm, runner.settings).draft(
-            ctx.shop, ctx.menu, cart, history
-        )
+        async with reply.model_time():
+            draft = await LLMCashier(runner.llm, runner.settings).draft(
+                ctx.shop, ctx.menu, cart, history
+            )
         reply.tokens += draft.tokens
     else:
         texts = [m["content"] for m in history if m.get("role") == "user"]

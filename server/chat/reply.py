@@ -7,6 +7,7 @@ falls back to the offline Waiter when the model fails before saying anything.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from server.chat import threads
@@ -29,10 +30,19 @@ def offline_waiter() -> Any:
 class Reply:
     """The assistant's side of one turn: text so far, and helpers that emit events."""
 
-    def __init__(self, runner: ChatRunner, turn_log: TurnLog, shop_id: str = "") -> None:
+    def __init__(
+        self,
+        runner: ChatRunner,
+        turn_log: TurnLog,
+        shop_id: str = "",
+        *,
+        deadline: float | None = None,
+    ) -> None:
         self.runner = runner
         self.log = turn_log
         self.shop_id = shop_id
+        # When (event loop time) the model must have answered by; None: no deadline.
+        self.deadline = deadline
         self.parts: list[str] = []
         self.text = False
         self.cart_changed = False
@@ -44,6 +54,12 @@ class Reply:
         # The thread's cart and assistant memory as the turn leaves them: stored with the
         # reply and its last event, in the same UPDATE of the thread row.
         self.thread_state: dict[str, Any] = {}
+
+    def model_time(self) -> asyncio.Timeout:
+        """Around a wait for the model: it is cut (TimeoutError) at the turn's deadline. Only
+        that wait is: what the turn stores and sends once the model answered (the order, the
+        last event) runs to its end, so nothing is stored that the customer is not shown."""
+        return asyncio.timeout_at(self.deadline)
 
     def keep(
         self, *, cart: dict[str, Any] | None = None, state: dict[str, Any] | None = None
@@ -159,16 +175,19 @@ class Reply:
     async def run_with_fallback(self, turn: Turn, use_llm: bool) -> bool | None:
         """The OpenAI Waiter, or the offline one when it fails before saying anything.
 
-        Returns whether the customer checked out, or None when the turn ended in an error."""
-        if not use_llm:
-            return await self.run_waiter(offline_waiter(), turn)
-        try:
-            return await self.run_waiter(OpenAIWaiter(self.runner.llm, self.runner.settings), turn)
-        except LLMUnavailable as err:
-            if self.text or self.cart_changed:
-                # Part of the answer is out (or the cart changed, which a second assistant
-                # would repeat): the turn ends with an error, keeping both.
-                self.failure = f"{err} Please send your message again."
-                return None
-            await self.event("notice", {"text": FALLBACK_NOTICE})
-            return await self.run_waiter(offline_waiter(), turn)
+        Returns whether the customer checked out, or None when the turn ended in an error.
+        Cut at the turn's deadline."""
+        async with self.model_time():
+            if not use_llm:
+                return await self.run_waiter(offline_waiter(), turn)
+            try:
+                waiter = OpenAIWaiter(self.runner.llm, self.runner.settings)
+                return await self.run_waiter(waiter, turn)
+            except LLMUnavailable as err:
+                if self.text or self.cart_changed:
+                    # Part of the answer is out (or the cart changed, which a second
+                    # assistant would repeat): the turn ends with an error, keeping both.
+                    self.failure = f"{err} Please send your message again."
+                    return None
+                await self.event("notice", {"text": FALLBACK_NOTICE})
+                return await self.run_waiter(offline_waiter(), turn)

@@ -49,8 +49,9 @@ LOCK_SECONDS = 30.0
 
 
 def turn_seconds(settings: Settings) -> float:
-    """The longest a turn may run: every model round the Waiter may take and the Cashier's
-    two drafts, each at its full timeout. A turn still running then ends with an error."""
+    """The longest a turn may wait for the model: every model round the Waiter may take and
+    the Cashier's two drafts, each at its full timeout. A turn still waiting then ends with an
+    error; its writes (the order, the reply's end) are never cut."""
     return settings.llm_timeout * (settings.llm_max_tool_rounds + 2)
 
 
@@ -96,8 +97,8 @@ class ChatRunner:
     A turn holds the limiter's claim ``turn:{thread_id}`` (Redis when configured, so it holds
     between workers) from before the thread is read until its last event is stored. The claim
     lives ``lock_seconds`` and a background task renews it every ``renew_seconds`` until it is
-    given back, so a worker that dies mid-turn locks the thread only that long; a turn itself
-    is cut at ``turn_seconds``."""
+    given back, so a worker that dies mid-turn locks the thread only that long; a turn still
+    waiting for the model ``turn_seconds`` after it began is cut."""
 
     def __init__(
         self,
@@ -357,12 +358,14 @@ class ChatRunner:
     # ------------------------------------------------------------ the turn
 
     async def _run(self, req: TurnRequest, turn_log: TurnLog) -> None:
-        reply = Reply(self, turn_log, req.shop_id)
+        # The deadline cuts only the waits for the model (Reply.model_time): a turn past it
+        # while it stores its end or places its order finishes and is shown in full.
+        deadline = asyncio.get_running_loop().time() + self.turn_seconds
+        reply = Reply(self, turn_log, req.shop_id, deadline=deadline)
         try:
             await self.emit(turn_log, "thread", {"thread_id": req.thread_id, "role": req.role})
             try:
-                async with asyncio.timeout(self.turn_seconds):
-                    await self._turn(req, reply)
+                await self._turn(req, reply)
             except TimeoutError:
                 log.warning("chat turn cut at its deadline", extra={"thread_id": req.thread_id})
                 if not reply.closed:

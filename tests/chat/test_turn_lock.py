@@ -6,6 +6,7 @@ mid-reply locks the thread only until that claim expires."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -30,7 +31,7 @@ from server.ratelimit import MemoryRateLimiter, RateLimiter
 from server.settings import Settings
 from tests import services
 from tests.chat.helpers import Event, parse_sse, post_chat
-from tests.fakes.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI, ToolCall
 
 
 class GatedOpenAI(FakeOpenAI):
@@ -322,23 +323,55 @@ def test_a_reply_goes_on_when_its_claim_cannot_be_renewed(
     assert post_chat(base, shop.id, message="thanks", **ids).events[-1].event == "done"
 
 
+@contextlib.contextmanager
+def turns_cut_after(runner: ChatRunner, seconds: float) -> Iterator[None]:
+    """Turns started meanwhile are cut ``seconds`` in (only a model that never answers is
+    expected to be: the turns before and after keep the usual deadline)."""
+    usual, runner.turn_seconds = runner.turn_seconds, seconds
+    try:
+        yield
+    finally:
+        runner.turn_seconds = usual
+
+
 def test_a_reply_past_the_turn_deadline_ends_with_an_error_and_frees_the_thread(
     llm_app: Starlette,
     serve: Callable[[Starlette], str],
     shop: models.Shop,
     fake_openai: GatedOpenAI,
 ) -> None:
-    llm_app.state.chat_runner = runner_for(
-        llm_app, llm_app.state.limiter, max_turn_seconds=0.5, lock_seconds=60
-    )
+    runner = llm_app.state.chat_runner = runner_for(llm_app, llm_app.state.limiter, lock_seconds=60)
     base = serve(llm_app)
     fake_openai.gate.clear()  # the model never answers
-    stream = post_chat(base, shop.id, message="hi")
+    with turns_cut_after(runner, 0.5):
+        stream = post_chat(base, shop.id, message="hi")
     assert stream.events[-1].event == "error"
     assert stream.events[-1].data == {"code": "timeout", "message": TOO_LONG, "retryable": True}
     fake_openai.gate.set()
     ids = {"thread_id": stream.thread["thread_id"], "thread_token": stream.thread["thread_token"]}
     assert post_chat(base, shop.id, message="hi again", **ids).events[-1].event == "done"
+
+
+def test_a_cashier_past_the_turn_deadline_ends_the_turn_with_an_error_and_no_order(
+    llm_app: Starlette,
+    serve: Callable[[Starlette], str],
+    shop: models.Shop,
+    db: Database,
+    fake_openai: GatedOpenAI,
+) -> None:
+    runner = llm_app.state.chat_runner = runner_for(llm_app, llm_app.state.limiter, lock_seconds=60)
+    base = serve(llm_app)
+    fake_openai.add_tool_calls([ToolCall("add_to_cart", {"product_id": "espresso", "quantity": 1})])
+    fake_openai.add_text("One espresso.")
+    ids = first_message(base, shop.id)
+    fake_openai.gate.clear()  # the Cashier never answers
+    with turns_cut_after(runner, 0.5):
+        stream = post_chat(base, shop.id, message="", action="checkout", **ids)
+    assert stream.of("handoff")
+    assert stream.events[-1].data == {"code": "timeout", "message": TOO_LONG, "retryable": True}
+    fake_openai.gate.set()
+    with db.read() as s:
+        assert s.exec(select(models.Order)).first() is None
 
 
 # ---------------------------------------------------------------- two workers, one Redis
