@@ -3,14 +3,24 @@
 1. A short write transaction checks the thread token, re-prices a client-sent order from the
    catalog, and either finds a stored, still-open session for this version of the order (a
    double click: nothing new is made) or reserves the next one: its idempotency key and expiry.
-2. Outside any transaction: expire the previous session if the cart changed, create the session.
-3. A second short transaction lists the session as issued for the order (only listed sessions
-   can pay it) and stores it on the order.
+2. Outside any transaction: create the session.
+3. A short transaction lists it as issued for the order (only listed sessions can pay it) and
+   reads the order's earlier sessions that may still be open.
+4. Outside any transaction: expire each of those at Stripe, on the account it was opened on.
+   If Stripe cannot close one, the new session is not handed out (502); it stays listed, so the
+   next attempt (the same session again, or a new one) closes the old ones first.
+5. A last short transaction makes the session the order's current one and hands it out.
+
+Only the newest reservation hands out its session: one that a newer checkout replaced while
+Stripe made it (another tab changed the cart) is expired and answered 409, as is one for an
+order cancelled or paid meanwhile. So the order's current session is the only one open at
+Stripe once it is handed out; a payment on an older one that slips through (the customer paid
+as the cart changed) is flagged by the webhook when its amount does not match.
 
 The idempotency key and ``expires_at`` are fixed in step 1, so two clicks racing through step 2
 send Stripe identical requests and get the same session back. A new session (not a double click)
 is counted first, per order and per client, with the shared rate limiter: a client changing the
-cart in a loop would otherwise make two Stripe calls per request without end.
+cart in a loop would otherwise make Stripe calls per request without end.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from server.orders import status as st
 from server.orders.create import OrderDraftError, price_items
 from server.orders.fulfil import StatusChange, change_status, lock_order, serialised_write
 from server.payments.gateway import Payments, gateway_for_shop
-from server.payments.sessions import record_issued
+from server.payments.sessions import OpenCheckout, expire_checkouts, open_checkouts, record_issued
 from server.ratelimit import RateLimiter
 from server.settings import Settings
 
@@ -60,7 +70,6 @@ class CheckoutPlan:
     reuse: bool
     attempt: int
     expires_at: datetime
-    expire_session_id: str | None = None  # a session of an older version of the order
     new_session: bool = False  # a new reservation: a session Stripe has not made yet
 
 
@@ -99,11 +108,10 @@ def plan_checkout(order: models.Order, now: datetime) -> CheckoutPlan:
             return CheckoutPlan(True, order.checkout_attempt, expires)
         if not order.checkout_session_id and expires - now >= CHECKOUT_TTL + REUSE_MARGIN:
             return CheckoutPlan(False, order.checkout_attempt, expires)
+    # Whatever session exists is replaced; the checkout expires it before handing out the next.
     attempt = order.checkout_attempt + 1 if same_version else 0
-    # Whatever session exists is replaced: expire it so it cannot take money for an old cart.
-    old = order.checkout_session_id
     fresh = (now + CHECKOUT_TTL + EXPIRY_SLACK).replace(microsecond=0)
-    return CheckoutPlan(False, attempt, fresh, old, new_session=True)
+    return CheckoutPlan(False, attempt, fresh, new_session=True)
 
 
 def stripe_line_items(order: models.Order) -> list[dict[str, Any]]:
@@ -221,33 +229,60 @@ def _reserve(
         return order, shop, plan, changes
 
 
-def _store(
+@dataclass(frozen=True)
+class _Made:
+    """Where the order stands once Stripe made a session for a reservation."""
+
+    status: str  # not payable: cancelled (or paid) while Stripe made it
+    replaced: bool  # a newer checkout was reserved meanwhile
+    earlier: list[OpenCheckout]  # the order's other sessions that may still be open
+
+
+def _current(order: models.Order, version: int, attempt: int) -> bool:
+    return order.checkout_version == version and order.checkout_attempt == attempt
+
+
+def _record(
     db: Database,
     order_id: str,
     version: int,
     attempt: int,
-    session: Any,
-    mode: str,
+    session_id: str,
+    gateway: str,
     account: str,
-) -> str:
-    """Record the session as issued and make it the order's current one (unless a newer
-    checkout was reserved meanwhile). Returns the order's status: one that is no longer payable
-    means it was cancelled (or paid) while Stripe made the session."""
+    now: datetime,
+) -> _Made:
+    """List the session as issued for the order (so it is closed later whatever happens next)
+    and read the order's earlier sessions that may still be open. A session listed after this
+    one belongs to a newer reservation, so it is never among them."""
     with serialised_write(db) as s:
         order = lock_order(s, order_id)
         if order is None:
             raise NotFound("No such order.")
-        record_issued(s, order_id, session.session_id, mode, account)
-        if order.status not in st.PAYABLE_STATUSES:
-            return order.status
-        if order.checkout_version == version and order.checkout_attempt == attempt:
+        record_issued(s, order_id, session_id, gateway, account)
+        replaced = not _current(order, version, attempt)
+        if order.status not in st.PAYABLE_STATUSES or replaced:
+            return _Made(order.status, replaced, [])
+        return _Made(order.status, False, open_checkouts(s, order, now, keep=session_id))
+
+
+def _store(
+    db: Database, order_id: str, version: int, attempt: int, session: Any, gateway: str
+) -> _Made:
+    """Make the session the order's current one, unless the order was cancelled (or paid) or a
+    newer checkout was reserved while the earlier sessions were being closed."""
+    with serialised_write(db) as s:
+        order = lock_order(s, order_id)
+        if order is None:
+            raise NotFound("No such order.")
+        replaced = not _current(order, version, attempt)
+        if order.status in st.PAYABLE_STATUSES and not replaced:
             order.checkout_session_id = session.session_id
             order.checkout_url = session.url
             order.checkout_expires_at = session.expires_at
-            order.payment_mode = mode
+            order.payment_mode = gateway
             s.add(order)
-        # else a newer checkout was reserved meanwhile; it stores its own session
-        return order.status
+        return _Made(order.status, replaced, [])
 
 
 async def count_new_session(limiter: RateLimiter, order_id: str, client: str) -> None:
@@ -293,9 +328,6 @@ async def start_checkout(
         return _response(order.id, order.checkout_url or "", token, plan.expires_at), changes
     gateway = gateway_for_shop(payments, shop)
     account = shop.stripe_account_id or None
-    if plan.expire_session_id:
-        await gateway.expire(plan.expire_session_id, account)
-        log.info("previous checkout expired (cart changed)", extra=extra)
     base = settings.public_base_url
     query = urlencode({"order_id": order.id, "token": token})
     session = await gateway.create_checkout(
@@ -309,17 +341,36 @@ async def start_checkout(
         expires_at=plan.expires_at,
     )
     stored_account = (account or "") if gateway.name == "stripe" else ""
-    status = await run_in_threadpool(
-        _store, db, order.id, order.version, plan.attempt, session, gateway.name, stored_account
+    reservation = (db, order.id, order.version, plan.attempt)
+    made = await run_in_threadpool(
+        _record, *reservation, session.session_id, gateway.name, stored_account, utcnow()
     )
-    if status not in st.PAYABLE_STATUSES:
-        # Cancelled (or paid) while Stripe made the session: close it rather than hand it out.
+    if made.status in st.PAYABLE_STATUSES and not made.replaced:
+        # Close every earlier session (an older cart's, or one made but never handed out)
+        # before this one is handed out; each on the account it was opened on.
+        if await expire_checkouts(payments, made.earlier, log_extra=extra):
+            raise UpstreamError(
+                "The previous checkout of this order could not be closed; please try again."
+            )
+        if made.earlier:
+            log.info("earlier checkouts expired", extra={**extra, "expired": len(made.earlier)})
+        made = await run_in_threadpool(_store, *reservation, session, gateway.name)
+    if made.status not in st.PAYABLE_STATUSES or made.replaced:
+        # Cancelled (or paid), or replaced by a newer checkout, while Stripe made the session:
+        # close it rather than hand it out.
         try:
             await gateway.expire(session.session_id, account)
         except UpstreamError:
-            log.warning("could not expire the session of a closed order", extra=extra)
+            log.warning("could not expire a checkout that was not handed out", extra=extra)
+        if made.status not in st.PAYABLE_STATUSES:
+            raise Conflict(
+                f"This order is {made.status.replace('_', ' ')}; it cannot be paid again.",
+                status=made.status,
+            )
         raise Conflict(
-            f"This order is {status.replace('_', ' ')}; it cannot be paid again.", status=status
+            "The order changed while this checkout was being opened; "
+            "open the checkout again to pay the order as it is now.",
+            status=made.status,
         )
     log.info(
         "checkout created",

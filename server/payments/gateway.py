@@ -72,7 +72,12 @@ class Payments(Protocol):
         self, session_id: str, stripe_account: str | None = None
     ) -> dict[str, Any]: ...
 
-    async def expire(self, session_id: str, stripe_account: str | None = None) -> None: ...
+    async def expire(
+        self, session_id: str, stripe_account: str | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Close an open session so it takes no payment; raises :class:`UpstreamError` when the
+        provider cannot be asked. ``timeout``: give up after that many seconds, no retries."""
+        ...
 
 
 def verify_stripe_signature(
@@ -209,10 +214,19 @@ class StripeGateway:
             ) from None
         return session.to_dict()
 
-    async def expire(self, session_id: str, stripe_account: str | None = None) -> None:
-        options = {"stripe_account": stripe_account} if stripe_account else None
+    async def expire(
+        self, session_id: str, stripe_account: str | None = None, *, timeout: float | None = None
+    ) -> None:
+        options: dict[str, Any] = {"stripe_account": stripe_account} if stripe_account else {}
+        if timeout is not None:
+            options["max_network_retries"] = 0
+        call = self.client().v1.checkout.sessions.expire_async(session_id, options=options or None)  # type: ignore[arg-type]
         try:
-            await self.client().v1.checkout.sessions.expire_async(session_id, options=options)  # type: ignore[arg-type]
+            await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            raise UpstreamError(
+                f"Could not expire the checkout session (no answer in {timeout:g} s)."
+            ) from None
         except stripe.InvalidRequestError:
             # Already expired or completed: either way it can no longer take a payment for the
             # old cart, except a completed one, which the webhook then flags on amount mismatch.
@@ -270,7 +284,9 @@ class DemoGateway:
             "payment_status": "unpaid",
         }
 
-    async def expire(self, session_id: str, stripe_account: str | None = None) -> None:
+    async def expire(
+        self, session_id: str, stripe_account: str | None = None, *, timeout: float | None = None
+    ) -> None:
         return None
 
 

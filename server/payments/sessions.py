@@ -1,12 +1,15 @@
 """The checkout sessions this server opened for each order.
 
 Every session a checkout creates is listed (``models.IssuedCheckout``), also the ones a changed
-cart replaced, with the Connect account it was opened on. A payment event counts only for a
-session listed for its order (see ``webhook.py``); a cancelled order's sessions are expired.
+cart replaced, with the gateway and Connect account it was opened on. A payment event counts
+only for a session listed for its order (see ``webhook.py``). A new checkout expires the
+order's earlier sessions before it is handed out (``checkout.py``); a cancelled order's
+sessions are expired in the background.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +30,11 @@ log = logging.getLogger("shop_assist.payments")
 # Sessions opened this recently may still be open at Stripe: they live 30 minutes plus a
 # minute of slack (see checkout.py), so this covers them with room to spare.
 OPEN_SESSION_AGE = timedelta(minutes=40)
+# Seconds one expire call may take when a cancelled order's sessions are closed in the
+# background (Stripe's own default is 80 s with retries).
+CLOSE_TIMEOUT = 5.0
+
+_closing: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
 
 @dataclass(frozen=True)
@@ -84,27 +92,82 @@ def order_accounts(s: Session, order: models.Order, shop: models.Shop) -> set[st
     return {a or None for a in rows} or {shop.stripe_account_id or None}
 
 
-def _recent_sessions(db: Database, order_id: str, now: datetime) -> list[tuple[str, str]]:
-    """Stripe sessions of the order that may still be open: ``(session_id, account)``."""
+@dataclass(frozen=True)
+class OpenCheckout:
+    """A session of the order that may still take a payment, and where it was opened."""
+
+    session_id: str
+    gateway: str  # stripe | demo
+    account: str | None
+
+
+def open_checkouts(
+    s: Session, order: models.Order, now: datetime, *, keep: str | None = None
+) -> list[OpenCheckout]:
+    """The order's sessions opened recently enough to be open still, oldest first, each with
+    the gateway and Connect account it was opened on; ``keep`` is left out."""
+    rows = s.exec(
+        select(models.IssuedCheckout)
+        .where(
+            models.IssuedCheckout.order_id == order.id,
+            col(models.IssuedCheckout.created_at) >= now - OPEN_SESSION_AGE,
+        )
+        .order_by(col(models.IssuedCheckout.created_at), col(models.IssuedCheckout.id))
+    ).all()
+    found = [OpenCheckout(r.id, r.gateway, r.stripe_account or None) for r in rows]
+    current = order.checkout_session_id
+    if current and current not in {c.session_id for c in found}:  # stored before the listing
+        shop = s.get(models.Shop, order.shop_id)
+        account = (shop.stripe_account_id or None) if shop else None
+        gateway = "demo" if order.payment_mode == "demo" else "stripe"
+        found.append(OpenCheckout(current, gateway, account if gateway == "stripe" else None))
+    return [c for c in found if c.session_id != keep]
+
+
+async def expire_checkouts(
+    payments: Payments,
+    sessions: list[OpenCheckout],
+    *,
+    timeout: float | None = None,
+    log_extra: dict[str, Any] | None = None,
+) -> list[str]:
+    """Expire each Stripe session on the account it was opened on, all at once. Returns the
+    ids Stripe could not be asked about (each is logged); a session that is already expired or
+    completed counts as closed. Demo sessions need nothing: the demo page takes no payment but
+    for the order's current session. ``timeout``: seconds per call, without retries."""
+    stripe_sessions = [c for c in sessions if c.gateway == "stripe"]
+    if stripe_sessions and payments.name != "stripe":
+        # Stripe is no longer configured: nothing can reach those sessions. A payment on one
+        # still reaches the webhook and is flagged there.
+        log.warning(
+            "stripe checkouts left open: payments run without Stripe now",
+            extra={**(log_extra or {}), "sessions": [c.session_id for c in stripe_sessions]},
+        )
+        return []
+
+    async def expire(session: OpenCheckout) -> str | None:
+        try:
+            await payments.expire(session.session_id, session.account, timeout=timeout)
+        except UpstreamError as err:
+            log.warning(
+                "checkout session could not be expired",
+                extra={
+                    **(log_extra or {}),
+                    "session_id": session.session_id,
+                    "detail": err.message,
+                },
+            )
+            return session.session_id
+        return None
+
+    failed = await asyncio.gather(*(expire(c) for c in stripe_sessions))
+    return [sid for sid in failed if sid is not None]
+
+
+def _recent_sessions(db: Database, order_id: str, now: datetime) -> list[OpenCheckout]:
     with db.read() as s:
         order = s.get(models.Order, order_id)
-        if order is None:
-            return []
-        rows = s.exec(
-            select(models.IssuedCheckout)
-            .where(
-                models.IssuedCheckout.order_id == order_id,
-                models.IssuedCheckout.gateway == "stripe",
-                col(models.IssuedCheckout.created_at) >= now - OPEN_SESSION_AGE,
-            )
-            .order_by(col(models.IssuedCheckout.created_at))
-        ).all()
-        found = [(r.id, r.stripe_account) for r in rows]
-        current = order.checkout_session_id
-        if current and order.payment_mode == "stripe" and current not in {i for i, _ in found}:
-            shop = s.get(models.Shop, order.shop_id)
-            found.append((current, shop.stripe_account_id if shop else ""))
-        return found
+        return open_checkouts(s, order, now) if order is not None else []
 
 
 async def close_checkouts(
@@ -112,26 +175,39 @@ async def close_checkouts(
 ) -> bool:
     """Expire the order's checkout sessions that may still take a payment (it was cancelled).
 
-    Best effort, after the cancellation is committed: False when Stripe could not be reached for
+    Best effort, after the cancellation is committed and announced: each call gives up after
+    :data:`CLOSE_TIMEOUT` seconds, without retries. False when Stripe could not be reached for
     one of them. A payment that still gets through is flagged for a refund by
-    :func:`server.payments.webhook.settle_session`. Demo sessions need nothing: the demo page
-    takes no payment for a cancelled order."""
+    :func:`server.payments.webhook.settle_session`."""
     sessions = await run_in_threadpool(_recent_sessions, db, order_id, utcnow())
-    if not sessions or payments.name != "stripe":
-        return True
-    closed = True
-    for session_id, account in sessions:
+    extra = {"request_id": request_id, "order_id": order_id}
+    failed = await expire_checkouts(payments, sessions, timeout=CLOSE_TIMEOUT, log_extra=extra)
+    return not failed
+
+
+def close_checkouts_soon(
+    db: Database, payments: Payments, order_id: str, *, request_id: str = ""
+) -> None:
+    """:func:`close_checkouts` in the background: the owner's request does not wait on Stripe.
+    Any error is logged, never raised."""
+
+    async def run() -> None:
         try:
-            await payments.expire(session_id, account or None)
-        except UpstreamError as err:
-            closed = False
-            log.warning(
-                "checkout of a cancelled order could not be expired",
-                extra={
-                    "request_id": request_id,
-                    "order_id": order_id,
-                    "session_id": session_id,
-                    "detail": err.message,
-                },
+            await close_checkouts(db, payments, order_id, request_id=request_id)
+        except Exception:
+            log.exception(
+                "closing the checkouts of a cancelled order failed",
+                extra={"request_id": request_id, "order_id": order_id},
             )
-    return closed
+
+    task = asyncio.get_running_loop().create_task(run(), name="close-checkouts")
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def wait_for_closing(timeout: float = 60.0) -> None:
+    """Wait for this loop's background :func:`close_checkouts_soon` tasks (tests, shutdown)."""
+    loop = asyncio.get_running_loop()
+    pending = [t for t in _closing if not t.done() and t.get_loop() is loop]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)

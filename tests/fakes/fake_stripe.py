@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -63,6 +64,15 @@ class FakeStripe:
     # While True every request gets Stripe's 500 ``api_error`` (with ``Stripe-Should-Retry:
     # false``, so the SDK gives up at once): Stripe is down.
     outage: bool = False
+    # The same, for expire requests only (Stripe made the new session but cannot close the old
+    # one); ``expire_retryable`` answers them 503 with ``Stripe-Should-Retry: true`` instead.
+    expire_outage: bool = False
+    expire_retryable: bool = False
+    # While set, an expire request is held until the event is set (Stripe hangs), at most
+    # ``hold_seconds``; ``answered`` lists the expire requests answered so far.
+    expire_gate: threading.Event | None = None
+    hold_seconds: float = 30.0
+    answered: list[str] = field(default_factory=list)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _idempotent: dict[tuple[str | None, str], tuple[str, int, dict[str, Any]]] = field(
@@ -225,9 +235,25 @@ class FakeStripe:
             return JSONResponse(dict(session))
 
     async def _expire(self, request: Request) -> JSONResponse:
+        try:
+            return await self._expire_now(request)
+        finally:
+            with self._lock:
+                self.answered.append(request.path_params["sid"])
+
+    async def _expire_now(self, request: Request) -> JSONResponse:
         rec = await self._record(request)
         if isinstance(rec, JSONResponse):
             return rec
+        if self.expire_gate is not None:
+            await anyio.to_thread.run_sync(self.expire_gate.wait, self.hold_seconds)
+        if self.expire_outage or self.expire_retryable:
+            retry = "true" if self.expire_retryable else "false"
+            return JSONResponse(
+                _error_body("api_error", "An unknown error occurred."),
+                status_code=503 if self.expire_retryable else 500,
+                headers={"Stripe-Should-Retry": retry},
+            )
         with self._lock:
             session = self._find(rec, request.path_params["sid"])
             if session is None:

@@ -33,15 +33,14 @@ STORED = {
 }
 
 CASES = [
-    # (what, order fields, reuse, attempt, expires_at, session to expire)
-    ("first checkout", {}, False, 0, FRESH, None),
+    # (what, order fields, reuse, attempt, expires_at)
+    ("first checkout", {}, False, 0, FRESH),
     (
         "double click",
         {**STORED, "checkout_expires_at": NOW + timedelta(minutes=29)},
         True,
         0,
         NOW + timedelta(minutes=29),
-        None,
     ),
     (
         "session about to end",
@@ -49,7 +48,6 @@ CASES = [
         False,
         1,
         FRESH,
-        "cs_1",
     ),
     (
         "session ended",
@@ -57,7 +55,6 @@ CASES = [
         False,
         1,
         FRESH,
-        "cs_1",
     ),
     (
         "cart changed",
@@ -65,7 +62,6 @@ CASES = [
         False,
         0,
         FRESH,
-        "cs_1",
     ),
     (
         "racing click joins the reservation",
@@ -73,7 +69,6 @@ CASES = [
         False,
         0,
         NOW + timedelta(minutes=30, seconds=50),
-        None,
     ),
     (
         "stale reservation (Stripe failed a while ago)",
@@ -81,7 +76,6 @@ CASES = [
         False,
         1,
         FRESH,
-        None,
     ),
     (
         "naive timestamp from SQLite",
@@ -89,13 +83,12 @@ CASES = [
         True,
         0,
         NOW + timedelta(minutes=10),
-        None,
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("what", "fields", "reuse", "attempt", "expires", "expire_old"),
+    ("what", "fields", "reuse", "attempt", "expires"),
     CASES,
     ids=[c[0] for c in CASES],
 )
@@ -105,15 +98,9 @@ def test_plan_checkout(
     reuse: bool,
     attempt: int,
     expires: datetime,
-    expire_old: str | None,
 ) -> None:
     plan = plan_checkout(order(**fields), NOW)
-    assert (plan.reuse, plan.attempt, plan.expires_at, plan.expire_session_id) == (
-        reuse,
-        attempt,
-        expires,
-        expire_old,
-    )
+    assert (plan.reuse, plan.attempt, plan.expires_at) == (reuse, attempt, expires)
 
 
 def test_new_sessions_leave_stripe_its_thirty_minutes() -> None:
@@ -122,7 +109,7 @@ def test_new_sessions_leave_stripe_its_thirty_minutes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("what", "fields", "reuse", "attempt", "expires", "expire_old"),
+    ("what", "fields", "reuse", "attempt", "expires"),
     CASES,
     ids=[c[0] for c in CASES],
 )
@@ -132,7 +119,6 @@ def test_only_a_new_reservation_opens_a_new_session(
     reuse: bool,
     attempt: int,
     expires: datetime,
-    expire_old: str | None,
 ) -> None:
     """What the checkout limits count: not a double click, not a click joining a reservation."""
     opens = what not in (
