@@ -428,6 +428,20 @@ def test_two_messages_at_once_on_two_workers_get_one_reply_and_one_409(
     check_ids(ok, seqs)
 
 
+def claim_key(prefix: str, ids: dict[str, str]) -> str:
+    """The Redis key of the thread's claim."""
+    return f"{prefix}claim:turn:{ids['thread_id']}"
+
+
+def wait_until(check: Callable[[], bool]) -> None:
+    """Wait for ``check`` to hold (what Redis or a running reply does next), not for a time."""
+    for _ in range(1000):
+        if check():
+            return
+        time.sleep(0.01)
+    raise AssertionError("never happened")
+
+
 @pytest.mark.redis
 def test_a_claim_left_by_a_dead_worker_expires_after_its_ttl(
     two_workers: Callable[..., tuple[str, str, str]],
@@ -440,37 +454,49 @@ def test_a_claim_left_by_a_dead_worker_expires_after_its_ttl(
     from server.redis_bus import RedisRateLimiter
 
     a, b, prefix = two_workers()
-    held, brief = first_message(a, shop.id), first_message(a, shop.id)
+    held, expiring = first_message(a, shop.id), first_message(a, shop.id)
     limiter = RedisRateLimiter(services.redis_url(), prefix=prefix)
     dead = ChatRunner(llm_settings, db, MemoryBus(), None, limiter)
-    die_holding(dead, held["thread_id"])  # with the usual lifetime
-    dead.lock_seconds = 0.3
-    die_holding(dead, brief["thread_id"])
+    die_holding(dead, held["thread_id"])
+    die_holding(dead, expiring["thread_id"])
     with Redis.from_url(services.redis_url()) as redis:
-        left = redis.pttl(f"{prefix}claim:turn:{brief['thread_id']}")
-    assert 0 < left <= 300
-    refused = post_chat(b, shop.id, message="hello?", **held)
-    assert refused.status == 409 and refused.body["detail"] == BUSY
-    time.sleep(0.4)
-    assert post_chat(b, shop.id, message="hello?", **brief).events[-1].event == "done"
+        # Nothing will give the claims back: each expires after the usual lifetime.
+        for ids in (held, expiring):
+            assert 0 < redis.pttl(claim_key(prefix, ids)) <= LOCK_SECONDS * 1000
+        for ids in (held, expiring):
+            refused = post_chat(b, shop.id, message="hello?", **ids)
+            assert refused.status == 409 and refused.body["detail"] == BUSY
+        # One lifetime runs out.
+        redis.pexpire(claim_key(prefix, expiring), 1)
+        wait_until(lambda: not redis.exists(claim_key(prefix, expiring)))
+    assert post_chat(b, shop.id, message="hello?", **expiring).events[-1].event == "done"
     assert post_chat(a, shop.id, message="hello?", **held).status == 409
 
 
 @pytest.mark.redis
-def test_a_long_reply_on_one_worker_keeps_its_thread_from_the_other_past_its_claim_lifetime(
+def test_a_long_reply_on_one_worker_keeps_its_thread_from_the_other_by_renewing_its_claim(
     two_workers: Callable[..., tuple[str, str, str]],
     shop: models.Shop,
     fake_openai: GatedOpenAI,
 ) -> None:
-    lifetime = 0.8
-    a, b, _ = two_workers(lock_seconds=lifetime, renew_seconds=0.1)
+    from redis import Redis
+
+    a, b, prefix = two_workers(renew_seconds=0.05)
     ids = first_message(a, shop.id)
     sent, thread = reply_held_by_the_model(fake_openai, a, shop.id, message="a latte?", **ids)
-    until = time.monotonic() + 3 * lifetime
-    while time.monotonic() < until:
-        time.sleep(0.25)
-        refused = post_chat(b, shop.id, message="hello?", **ids)
-        assert refused.status == 409 and refused.body["detail"] == BUSY
+    key = claim_key(prefix, ids)
+    with Redis.from_url(services.redis_url()) as redis:
+        for _ in range(3):
+            # Most of the claim's lifetime is gone: the running reply renews it.
+            assert redis.pexpire(key, 5000)
+            wait_until(lambda: redis.pttl(key) > 5000)
+            refused = post_chat(b, shop.id, message="hello?", **ids)
+            assert refused.status == 409 and refused.body["detail"] == BUSY
+        # A claim that lapsed anyway (the worker stalled) is taken back while nobody has it.
+        redis.delete(key)
+        wait_until(lambda: bool(redis.exists(key)))
+        assert 0 < redis.pttl(key) <= LOCK_SECONDS * 1000
+        assert post_chat(b, shop.id, message="hello?", **ids).status == 409
     fake_openai.gate.set()
     thread.join(30)
     assert sent.events[-1].event == "done"
