@@ -141,6 +141,7 @@ def _page(request: Request, name: str, context: dict[str, Any], status_code: int
 def _order_view(order: models.Order) -> dict[str, Any]:
     return {
         "id": order.id,
+        "number": order.number,
         "status": order.status,
         "lines": [
             {

@@ -140,3 +140,36 @@ def test_expired_demo_checkout_cannot_be_paid_but_a_new_one_can(
         == 303
     )
     assert get_order(db, order.id).status == "paid"
+
+
+def test_the_customer_is_told_the_shops_short_order_number(
+    demo_client: TestClient, db: Database, pay_settings: Settings, bus: RecordingBus
+) -> None:
+    """The shop's second order is number 2: on the demo page, the return page, in the status
+    JSON, the order file and the owner's live message; the long id stays the identifier."""
+    shop = make_shop(db)
+    make_order(db, shop)
+    order, thread_token = make_order(db, shop)
+    body = demo_client.post(
+        f"/api/order/{shop.id}", json={"order_id": order.id, "thread_token": thread_token}
+    ).json()
+    assert body["order_id"] == order.id
+
+    page = demo_client.get(body["checkout_url"])
+    assert "Order number 2" in page.text and order.id not in page.text
+    paid = demo_client.post(
+        f"/pay/demo/{order.id}",
+        data={"token": body["order_token"], "action": "pay"},
+        follow_redirects=False,
+    )
+    landing = demo_client.get(paid.headers["location"])
+    assert 'Your order number is <strong id="order-number">2</strong>' in landing.text
+
+    status = demo_client.get(
+        f"/api/order/status/{order.id}", params={"token": body["order_token"]}
+    ).json()
+    assert (status["order_id"], status["number"], status["status"]) == (order.id, 2, "paid")
+    written = json.loads((Path(pay_settings.orders_dir) / shop.id / f"{order.id}.json").read_text())
+    assert (written["order_id"], written["number"]) == (order.id, 2)
+    [owner_message] = [m for c, m in bus.published if c == f"shop:{shop.id}"]
+    assert owner_message["order"]["number"] == 2

@@ -103,6 +103,7 @@ def test_return_page_without_opener_is_the_confirmation(
     page.goto(paid_return_url(server, db))
     assert page.locator("#result").get_attribute("data-kind") == "order_paid"
     assert "Your order is paid" in page.locator("h1").inner_text()
+    assert page.locator("#order-number").inner_text() == "1"
     assert not page.is_closed()
     # No CSP violation: the page's only script carries the response's nonce.
     assert [e for e in errors if "Content Security Policy" in e or "Refused" in e] == []
@@ -130,3 +131,4 @@ def test_pending_return_page_updates_when_the_payment_lands(
         == 200
     )
     page.wait_for_selector("#result[data-kind=order_paid]", timeout=15_000)
+    assert page.locator("#order-number").inner_text() == "1"  # the shop's first order
