@@ -101,13 +101,14 @@ def list_orders(session: Session, shop_id: str, f: OrderFilter) -> tuple[list[Or
         stmt = stmt.where(col(Order.created_at) >= f.since)
     if f.q:
         like = f"%{f.q.replace('%', '').replace('_', '')}%"
-        stmt = stmt.where(
-            or_(
-                col(Order.id).ilike(like),
-                cast(Order.fulfillment, String).ilike(like),
-                col(Order.customer_note).ilike(like),
-            )
-        )
+        found = [
+            col(Order.id).ilike(like),
+            cast(Order.fulfillment, String).ilike(like),
+            col(Order.customer_note).ilike(like),
+        ]
+        if (number := order_number_query(f.q)) is not None:
+            found.append(col(Order.number) == number)
+        stmt = stmt.where(or_(*found))
     if f.cursor:
         at, oid = f.cursor
         stmt = stmt.where(
@@ -119,6 +120,12 @@ def list_orders(session: Session, shop_id: str, f: OrderFilter) -> tuple[list[Or
         return rows, None
     last = rows[f.limit - 1]
     return rows[: f.limit], encode_cursor(last.created_at, last.id)
+
+
+def order_number_query(q: str) -> int | None:
+    """``"42"`` or ``"#42"`` -> 42: a search that may be the order number the customer says."""
+    digits = q.strip().removeprefix("#").strip()
+    return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 9 else None
 
 
 def encode_cursor(at: datetime, order_id: str) -> str:
@@ -266,7 +273,7 @@ def move_order(session: Session, order: Order, target: str, *, actor: str) -> St
 # ---------------------------------------------------------------- CSV export
 
 CSV_COLUMNS = (
-    "order_id", "created_at", "paid_at", "status", "fulfillment", "name", "phone", "table",
+    "number", "order_id", "created_at", "paid_at", "status", "fulfillment", "name", "phone", "table",
     "address", "items", "subtotal", "tax", "tip", "total", "currency", "amount_paid", "flagged",
     "flag_reason", "customer_note",
 )  # fmt: skip
@@ -308,8 +315,9 @@ def orders_csv(orders: Iterable[Order]) -> str:
     for o in orders:
         ful = o.fulfillment or {}
         row = [
-            o.id, iso(o.created_at), iso(o.paid_at), o.status, ful.get("type"), ful.get("name"),
-            ful.get("phone"), ful.get("table"), ful.get("address"), _items_text(o.items or []),
+            o.number, o.id, iso(o.created_at), iso(o.paid_at), o.status, ful.get("type"),
+            ful.get("name"), ful.get("phone"), ful.get("table"), ful.get("address"),
+            _items_text(o.items or []),
             _decimal(o.subtotal, o.currency), _decimal(o.tax, o.currency), _decimal(o.tip, o.currency),
             _decimal(o.total, o.currency), o.currency, _decimal(o.amount_paid, o.currency),
             "yes" if o.flagged else "", o.flag_reason, o.customer_note,

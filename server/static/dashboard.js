@@ -93,10 +93,14 @@
     var when = el('td', 'when', at.slice(11, 16));
     when.appendChild(el('br'));
     when.appendChild(el('span', 'muted small', at.slice(0, 10)));
-    var idCell = el('td');
-    var link = el('a', '', o.order_id.slice(-6));
+    var idCell = el('td', 'order-no');
+    var link = el('a', '', '#' + o.number);
     link.href = '/dashboard/shops/' + shopId + '/orders/' + o.order_id;
     idCell.appendChild(link);
+    idCell.appendChild(el('br'));
+    var shortId = el('span', 'muted small', o.order_id.slice(-6));
+    shortId.title = o.order_id;
+    idCell.appendChild(shortId);
     var f = o.fulfillment || {};
     var who = el('td', '', (f.name || '') + (f.table ? ' · table ' + f.table : ''));
     who.appendChild(el('br'));
@@ -176,7 +180,7 @@
     beep();
     if (window.Notification && Notification.permission === 'granted') {
       try {
-        new Notification('New order ' + o.order_id.slice(-6), { body: (o.total_display || '') + ' · ' + (o.items || []).length + ' item(s)', tag: o.order_id });
+        new Notification('New order #' + o.number, { body: (o.total_display || '') + ' · ' + (o.items || []).length + ' item(s)', tag: o.order_id });
       } catch (e) { /* some browsers only notify from a service worker */ }
     }
   }

@@ -108,11 +108,16 @@ def make_order(
         "unit_price": total // 2,
         "line_total": total,
     }
+    from server.orders.create import next_order_number
+
     with db.write() as s:
+        shop = s.get(Shop, shop_id)
+        assert shop is not None
         s.add(
             Order(
                 id=order_id,
                 shop_id=shop_id,
+                number=next_order_number(s, shop),
                 status=status,
                 currency="usd",
                 items=[item],

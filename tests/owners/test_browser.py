@@ -142,7 +142,9 @@ def test_owner_goes_from_login_to_a_live_paid_order(
     row = p.locator(f"tr[data-order-id='{order_id}']")
     expect(row).to_contain_text("paid")
     expect(row).to_contain_text("2 × Espresso")
-    assert p.evaluate("window.__notified") == [f"New order {order_id[-6:]}"]
+    # The shop's first order: its short number leads the row and the notification.
+    expect(row.locator("td.order-no a")).to_have_text("#1")
+    assert p.evaluate("window.__notified") == ["New order #1"]
 
     # Mark it ready from the live table.
     row.locator("button[data-status=ready]").click()

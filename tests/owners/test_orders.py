@@ -164,6 +164,35 @@ def test_orders_page_lists_paid_orders_newest_first(
     assert unpaid in client.get(f"/dashboard/shops/{shop}/orders?all=1").text
 
 
+def test_the_owner_sees_each_orders_short_number(
+    client: TestClient, db: Database, shop: str
+) -> None:
+    ids = [make_order(db, shop, status="paid", name=name) for name in ("Ana", "Ben", "Cy")]
+    listing = client.get(f"/dashboard/shops/{shop}/orders").text
+    for number, order_id in enumerate(ids, start=1):
+        assert f'/orders/{order_id}">#{number}</a>' in listing
+    detail = client.get(f"/dashboard/shops/{shop}/orders/{ids[1]}").text
+    assert "<title>Order #2" in detail and '<span class="order-no">#2</span>' in detail
+    assert f'<p class="muted small order-id">{ids[1]}</p>' in detail  # the id, smaller
+
+    api = client.get(f"/api/shops/{shop}/orders").json()["orders"]
+    assert [(o["number"], o["order_id"]) for o in api] == [(3, ids[2]), (2, ids[1]), (1, ids[0])]
+    assert client.get(f"/api/orders/{ids[0]}").json()["number"] == 1
+    # The number the customer says finds the order.
+    found = client.get(f"/api/shops/{shop}/orders", params={"q": "#2"}).json()["orders"]
+    assert [o["order_id"] for o in found] == [ids[1]]
+    found = client.get(f"/api/shops/{shop}/orders", params={"q": "3"}).json()["orders"]
+    assert ids[2] in [o["order_id"] for o in found]
+
+    export = client.get(f"/dashboard/shops/{shop}/orders.csv").text.lstrip("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert [(r["number"], r["order_id"], r["name"]) for r in rows] == [
+        ("3", ids[2], "Cy"),
+        ("2", ids[1], "Ben"),
+        ("1", ids[0], "Ana"),
+    ]
+
+
 def test_api_filters_and_pages(client: TestClient, db: Database, shop: str) -> None:
     ids = [make_order(db, shop, status="paid", name=f"Guest {i}") for i in range(7)]
     make_order(db, shop, status="ready", name="Zoe")
