@@ -33,7 +33,7 @@ from server.owners.orders import (
 )
 from server.owners.pages import owner_api, owner_page
 from server.owners.service import owned_order, owned_shop
-from server.payments.sessions import close_checkouts
+from server.payments.sessions import close_checkouts_soon
 from server.shutdown import sse_response
 
 
@@ -42,9 +42,11 @@ async def apply_owner_status(
 ) -> dict[str, Any]:
     """Move one of the owner's orders; publish the change once it is committed.
 
-    Cancelling an unpaid order then expires its open checkout at Stripe, so the customer can no
-    longer pay it. The cancellation stands even when Stripe cannot be reached; a payment that
-    still arrives is flagged for a refund (see ``server.payments.webhook``)."""
+    A cancelled order is announced first; its open checkouts are then expired at Stripe in the
+    background (a few seconds per call, errors logged), so the owner's request never waits on
+    Stripe and the customer can no longer pay. The cancellation stands even when Stripe cannot
+    be reached; a payment that still arrives is flagged for a refund (see
+    ``server.payments.webhook``)."""
     app = request.app.state
     with app.db.write() as s:
         owned_order(s, owner.id, order_id, shop_id)
@@ -52,10 +54,13 @@ async def apply_owner_status(
         assert order is not None
         change = move_order(s, order, target, actor=owner.id)
         [data] = owner_orders_json(s, [order])
-    if change is not None and change.to_status == CANCELLED:
-        await close_checkouts(app.db, app.payments, order_id, request_id=request_id(request))
     if change is not None:
-        await after_commit(app.settings, app.db, app.bus, [change], request_id=request_id(request))
+        rid = request_id(request)
+        try:
+            await after_commit(app.settings, app.db, app.bus, [change], request_id=rid)
+        finally:
+            if change.to_status == CANCELLED:
+                close_checkouts_soon(app.db, app.payments, order_id, request_id=rid)
     return data
 
 

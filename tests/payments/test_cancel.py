@@ -4,6 +4,8 @@ refund, never lost."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 from server import models
 from server.db import Database
 from server.orders.fulfil import change_status, lock_order
+from server.payments import sessions
 from server.payments.sessions import wait_for_closing
 from server.settings import Settings
 from tests.fakes.fake_stripe import FakeStripe, make_event, signed_event
@@ -203,4 +206,111 @@ def test_cancelling_a_demo_order_closes_the_demo_checkout(
         follow_redirects=False,
     )
     assert resp.status_code == 409
+    assert get_order(db, order.id).status == "cancelled"
+
+
+@pytest.fixture
+def payments_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="shop_assist.payments")
+    return caplog
+
+
+def announced(bus: RecordingBus, channel: str) -> list[str]:
+    return [
+        m["order"]["status"]
+        for c, m in bus.published
+        if c == channel and m["type"] == "order_status"
+    ]
+
+
+def test_the_cancel_is_answered_and_announced_while_stripe_hangs(
+    stripe_client: TestClient,
+    fake_stripe: FakeStripe,
+    db: Database,
+    bus: RecordingBus,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stripe takes its time closing the checkout: the owner's click and the customer's status
+    stream do not wait for it."""
+    shop = owned_shop(stripe_client, db)
+    order, token = make_order(db, shop)
+    checkout(stripe_client, shop, order, token)
+    sid = get_order(db, order.id).checkout_session_id
+    # However long a single call may take, the response must not wait for Stripe's answer.
+    monkeypatch.setattr(sessions, "CLOSE_TIMEOUT", 60.0)
+    fake_stripe.expire_gate = threading.Event()
+    try:
+        resp = cancel(stripe_client, order.id)
+        assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+        assert fake_stripe.answered == []  # Stripe has not answered yet
+        assert announced(bus, f"order:{order.id}") == ["cancelled"]
+        assert announced(bus, f"shop:{shop.id}") == ["cancelled"]
+    finally:
+        fake_stripe.expire_gate.set()
+    closed(stripe_client)
+    assert fake_stripe.answered == [sid]
+    assert fake_stripe.sessions[str(sid)]["status"] == "expired"
+
+
+def test_closing_after_a_cancel_gives_up_quickly_without_retries(
+    stripe_client: TestClient,
+    fake_stripe: FakeStripe,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    payments_log: pytest.LogCaptureFixture,
+) -> None:
+    shop = owned_shop(stripe_client, db)
+    hanging, token = make_order(db, shop)
+    checkout(stripe_client, shop, hanging, token)
+    failing, token2 = make_order(db, shop)
+    checkout(stripe_client, shop, failing, token2)
+
+    # Stripe answers 503 and asks for a retry: one request, no retries.
+    fake_stripe.expire_retryable = True
+    assert cancel(stripe_client, failing.id).status_code == 200
+    closed(stripe_client)
+    assert len(fake_stripe.expired_ids()) == 1
+    fake_stripe.expire_retryable = False
+
+    # Stripe does not answer at all: the call is given up after CLOSE_TIMEOUT.
+    monkeypatch.setattr(sessions, "CLOSE_TIMEOUT", 0.2)
+    fake_stripe.expire_gate = threading.Event()
+    try:
+        assert cancel(stripe_client, hanging.id).status_code == 200
+        closed(stripe_client)
+        gave_up = [
+            r.detail  # type: ignore[attr-defined]
+            for r in payments_log.records
+            if r.getMessage() == "checkout session could not be expired"
+        ]
+        assert len(gave_up) == 2 and "no answer in 0.2 s" in gave_up[1]
+    finally:
+        fake_stripe.expire_gate.set()
+    assert get_order(db, hanging.id).status == get_order(db, failing.id).status == "cancelled"
+
+
+def test_the_cancel_is_announced_when_closing_the_checkout_breaks(
+    stripe_client: TestClient,
+    fake_stripe: FakeStripe,
+    db: Database,
+    bus: RecordingBus,
+    monkeypatch: pytest.MonkeyPatch,
+    payments_log: pytest.LogCaptureFixture,
+) -> None:
+    shop = owned_shop(stripe_client, db)
+    order, token = make_order(db, shop)
+    checkout(stripe_client, shop, order, token)
+    payments = stripe_client.app.state.payments  # type: ignore[attr-defined]
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("connection pool closed")
+
+    monkeypatch.setattr(payments, "expire", broken)
+    resp = cancel(stripe_client, order.id)
+    assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
+    assert announced(bus, f"order:{order.id}") == ["cancelled"]
+    closed(stripe_client)
+    assert [r.getMessage() for r in payments_log.records if r.levelno >= logging.ERROR] == [
+        "closing the checkouts of a cancelled order failed"
+    ]
     assert get_order(db, order.id).status == "cancelled"
