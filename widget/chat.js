@@ -10,7 +10,7 @@
  *   note?: string|null, unit_price?: number, line_total: number}} Line
  * @typedef {{lines: Line[], subtotal: number, currency?: string}} Cart
  * @typedef {{order_id: string, status: string, currency?: string, items: Line[], subtotal: number,
- *   tax?: number, tip?: number, total: number, number?: string}} Order
+ *   tax?: number, tip?: number, total: number, number?: number}} Order
  * @typedef {{shop_id: string, name: string, greeting: string, currency: string, exponent: number,
  *   color: string, paused: boolean, open: boolean, closed_notice: string, mode: string, lang: string,
  *   parent: string}} Config
@@ -499,7 +499,7 @@ function renderOrder(order) {
   showStatus(order);
 }
 
-/** @param {{order_id: string, status: string, number?: string}} o */
+/** @param {{order_id: string, status: string, number?: number}} o */
 function showStatus(o) {
   var card = orderCards[o.order_id];
   if (!card) return;
