@@ -34,6 +34,10 @@ def test_two_large_oat_lattes_and_a_croissant_then_thats_all(
     assert order["total"] == order["subtotal"] == 1545
     assert order["fulfillment"]["type"] == "pickup"
     assert done.events[-1].event == "done"
+    # The shop's first order; the next customer's is number 2. The id stays the identifier.
+    assert order["number"] == 1 and order["order_id"].startswith("ord_")
+    other = post_chat(base, shop.id, message="an espresso, that's all")
+    assert other.of("order")[0].data["order"]["number"] == 2
 
 
 def test_offline_ordering_with_a_name_in_the_same_breath(
