@@ -608,7 +608,7 @@ function applyStatus(o) {
       var again = h('button', { type: 'button', class: 'sa-again' }, S[23]);
       again.onclick = function () { st = { seq: 0 }; save(); location.reload(); };
       bubble('sa-note', again);
-      toParent({ type: 'order_paid', order_id: order.order_id, status: order.status });
+      toParent({ type: 'order_paid', order_id: order.order_id, number: order.number, status: order.status });
     }
   }
 }

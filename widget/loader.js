@@ -170,7 +170,7 @@ w.addEventListener('message', function (/** @type {MessageEvent} */ e) {
     label();
   } else if (m.type === 'order_paid') {
     paidHandlers.forEach(function (fn) {
-      try { fn({ order_id: String(m.order_id), status: String(m.status) }); } catch (err) { setTimeout(function () { throw err; }); }
+      try { fn({ order_id: String(m.order_id), number: +m.number || null, status: String(m.status) }); } catch (err) { setTimeout(function () { throw err; }); }
     });
   }
 });

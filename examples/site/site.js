@@ -5,6 +5,6 @@ document.getElementById('order-now').addEventListener('click', function () {
 });
 window.ShopAssist.push(['on', 'order_paid', function (order) {
   var note = document.getElementById('paid-note');
-  note.textContent = 'Thank you! Order ' + order.order_id + ' is paid.';
+  note.textContent = 'Thank you! Order ' + (order.number || order.order_id) + ' is paid.';
   note.hidden = false;
 }]);

@@ -44,6 +44,7 @@ HOST_JS = """
 window.ShopAssist = window.ShopAssist || [];
 window.ShopAssist.push(['on', 'order_paid', function (e) {
   document.body.setAttribute('data-paid', e.order_id);
+  document.body.setAttribute('data-paid-number', String(e.number));
 }]);
 """
 

@@ -134,6 +134,7 @@ def test_order_and_pay_from_the_widget_on_another_origin(
     with db.read() as s:
         paid = s.get(Order, page.evaluate("document.body.dataset.paid"))
         assert paid is not None and (paid.shop_id, paid.number) == (live.shop.id, 1)
+    assert page.evaluate("document.body.dataset.paidNumber") == "1"
     frame.locator(".sa-bot", has_text=re.compile(r"^✓ Paid\. Order number 1$")).wait_for()
     shot(page, "confirmation")
     frame.locator(".sa-again").click()  # a new conversation in the same open panel
