@@ -67,7 +67,7 @@ class EventResult:
     outcome: str = ""
     order_id: str | None = None
     changes: list[StatusChange] = field(default_factory=list)
-    flagged: bool = False  # the order was flagged for the owner (no status change)
+    flagged: bool = False  # the order's flag was raised or resolved (no status change)
 
 
 def record_event(db: Database, event: dict[str, Any], *, live_key: bool) -> EventResult:
@@ -244,12 +244,7 @@ def settle_session(s: Session, obj: dict[str, Any], origin: Origin) -> EventResu
         return result
     change = change_status(s, order, st.PAID, source=origin.source)
     if change is None:  # cancelled: money arrived for an order nobody will make
-        flag_order(
-            s,
-            order,
-            f"payment {intent or session_id} of {amount} {currency} arrived after the order was "
-            f"{order.status}; refund it",
-        )
+        flag_order(s, order, _paid_while_closed(intent or session_id, amount, currency, order))
         order.amount_paid = amount
         order.payment_intent_id = intent or order.payment_intent_id
         s.add(order)
@@ -264,6 +259,14 @@ def settle_session(s: Session, obj: dict[str, Any], origin: Origin) -> EventResu
     result.changes.append(change)
     result.outcome = "paid"
     return result
+
+
+def _paid_while_closed(payment: Any, amount: Any, currency: str, order: models.Order) -> str:
+    """The flag of a payment taken for a cancelled order."""
+    return (
+        f"payment {payment} of {amount} {currency} arrived after the order was {order.status}; "
+        "refund it"
+    )
 
 
 def _session_ended(s: Session, obj: dict[str, Any], target: str, origin: Origin) -> EventResult:
@@ -311,8 +314,35 @@ def _refunded(s: Session, charge: dict[str, Any], origin: Origin) -> EventResult
         flag_order(s, order, f"partially refunded: {refunded} of {amount} {order.currency}")
         result.outcome, result.flagged = "partial refund", True
         return result
+    if order.status == st.CANCELLED and intent and intent == order.payment_intent_id:
+        return _refunded_while_cancelled(s, order, intent, result)
     change = change_status(s, order, st.REFUNDED, source=origin.source)
     result.outcome = "refunded" if change else f"refund ignored in {order.status}"
     if change:
         result.changes.append(change)
+    return result
+
+
+REFUNDED_IN_FULL = "refunded in full"
+
+
+def _refunded_while_cancelled(
+    s: Session, order: models.Order, intent: str, result: EventResult
+) -> EventResult:
+    """The payment taken after the order was cancelled (flagged "refund it") was refunded in
+    full: the order stays cancelled, and its flag says so. The flag is resolved when that
+    payment was its only reason; otherwise it stays up for the other one."""
+    reason = order.flag_reason or ""
+    if REFUNDED_IN_FULL in reason:
+        result.outcome = "refund already recorded"
+        return result
+    if reason == _paid_while_closed(intent, order.amount_paid, order.currency, order):
+        order.flag_reason = f"{reason} — {REFUNDED_IN_FULL}"
+        order.flagged = False
+    else:
+        order.flag_reason = f"{reason}; payment {intent} {REFUNDED_IN_FULL}"[:2000]
+    order.updated_at = utcnow()
+    s.add(order)
+    result.outcome, result.flagged = "refund recorded: the order stays cancelled", True
+    log.info("refund of a payment taken after cancelling", extra={"order_id": order.id})
     return result

@@ -116,6 +116,9 @@
     if (o.flagged) {
       status.appendChild(el('br'));
       status.appendChild(el('span', 'badge flag', 'Check payment: ' + (o.flag_reason || 'flagged')));
+    } else if (o.flag_reason) {
+      status.appendChild(el('br'));
+      status.appendChild(el('span', 'badge ok', 'Resolved: ' + o.flag_reason));
     }
     if (o.notification_failed) {
       status.appendChild(el('br'));

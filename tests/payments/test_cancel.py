@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from server import models
 from server.db import Database
-from server.orders.fulfil import change_status, lock_order
+from server.orders.fulfil import change_status, flag_order, lock_order
 from server.payments import sessions
 from server.payments.sessions import wait_for_closing
 from server.settings import Settings
@@ -314,3 +314,90 @@ def test_the_cancel_is_announced_when_closing_the_checkout_breaks(
         "closing the checkouts of a cancelled order failed"
     ]
     assert get_order(db, order.id).status == "cancelled"
+
+
+def paid_after_cancel(
+    client: TestClient, fake: FakeStripe, db: Database
+) -> tuple[models.Shop, models.Order, dict[str, Any]]:
+    """An order the owner cancelled while Stripe was down, then paid by the customer anyway:
+    flagged for a refund."""
+    shop = owned_shop(client, db)
+    order, token = make_order(db, shop)
+    checkout(client, shop, order, token)
+    sid = get_order(db, order.id).checkout_session_id
+    assert sid is not None
+    fake.outage = True
+    cancel(client, order.id)
+    closed(client)
+    fake.outage = False
+    session = fake.complete(sid)
+    assert pay_event(client, session).json()["outcome"] == "flagged: paid while cancelled"
+    return shop, order, session
+
+
+def refund_event(client: TestClient, session: dict[str, Any], refunded: int) -> httpx.Response:
+    charge = {
+        "id": "ch_" + str(session["payment_intent"])[3:],
+        "object": "charge",
+        "payment_intent": session["payment_intent"],
+        "amount": session["amount_total"],
+        "amount_refunded": refunded,
+        "refunded": refunded == session["amount_total"],
+        "currency": session["currency"],
+        "metadata": session["metadata"],
+    }
+    body, headers = signed_event(make_event("charge.refunded", charge), WHSEC)
+    return client.post("/api/stripe/webhook", content=body, headers=headers)
+
+
+def test_refunding_a_payment_taken_after_the_cancel_resolves_the_flag(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database, bus: RecordingBus
+) -> None:
+    shop, order, session = paid_after_cancel(stripe_client, fake_stripe, db)
+
+    resp = refund_event(stripe_client, session, order.total)  # the owner refunded it in Stripe
+    assert resp.status_code == 200
+    assert resp.json()["outcome"] == "refund recorded: the order stays cancelled"
+    after = get_order(db, order.id)
+    assert after.status == "cancelled" and not after.flagged
+    assert (after.amount_paid, after.payment_intent_id) == (order.total, session["payment_intent"])
+    assert after.flag_reason is not None and after.flag_reason.endswith("refunded in full")
+    assert status_changes(db, order.id) == [("awaiting_payment", "cancelled")]
+    owner_view = stripe_client.get(f"/api/orders/{order.id}").json()
+    assert (owner_view["status"], owner_view["flagged"]) == ("cancelled", False)
+    live = [m["order"] for c, m in bus.published if c == f"shop:{shop.id}"]
+    assert (live[-1]["status"], live[-1]["flagged"]) == ("cancelled", False)
+    page = stripe_client.get(f"/dashboard/shops/{shop.id}/orders/{order.id}").text
+    assert "Check this payment" not in page
+    assert f"<strong>Resolved.</strong> payment {session['payment_intent']} of" in page
+    listed = stripe_client.get(f"/dashboard/shops/{shop.id}/orders?all=1").text
+    assert "Check payment" not in listed and "Resolved: payment" in listed
+
+    # Stripe delivers the refund again (another event): nothing changes.
+    again = refund_event(stripe_client, session, order.total)
+    assert again.json()["outcome"] == "refund already recorded"
+    assert get_order(db, order.id).flag_reason == after.flag_reason
+
+
+def test_a_partial_refund_of_a_payment_taken_after_the_cancel_keeps_the_flag(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database
+) -> None:
+    _, order, session = paid_after_cancel(stripe_client, fake_stripe, db)
+    refund_event(stripe_client, session, 500)
+    after = get_order(db, order.id)
+    assert after.status == "cancelled" and after.flagged
+    assert f"partially refunded: 500 of {order.total}" in (after.flag_reason or "")
+
+
+def test_a_refund_leaves_the_flag_up_when_the_order_was_flagged_for_something_else_too(
+    stripe_client: TestClient, fake_stripe: FakeStripe, db: Database
+) -> None:
+    _, order, session = paid_after_cancel(stripe_client, fake_stripe, db)
+    with db.write() as s:
+        row = lock_order(s, order.id)
+        assert row is not None
+        flag_order(s, row, "a payment from a session not opened for the order; refund it")
+    refund_event(stripe_client, session, order.total)
+    after = get_order(db, order.id)
+    assert after.status == "cancelled" and after.flagged
+    assert f"payment {session['payment_intent']} refunded in full" in (after.flag_reason or "")
