@@ -66,3 +66,63 @@ def test_upgrade_creates_the_database_directory(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_postgres_upgrade_downgrade_and_schema_matches_models(pg_database_url: str) -> None:
     _round_trip(pg_database_url)
+
+
+def _owner_rows(url: str) -> tuple[int, int, int, int]:
+    engine = make_null_pool_engine(url)
+    try:
+        with engine.connect() as conn:
+            one = lambda sql: conn.exec_driver_sql(sql).scalar_one()  # noqa: E731
+            return (
+                one("SELECT count(*) FROM owner"),
+                one("SELECT count(*) FROM ownersession"),
+                one("SELECT count(*) FROM apitoken"),
+                one("SELECT count(*) FROM shop WHERE owner_id IS NOT NULL"),
+            )
+    finally:
+        engine.dispose()
+
+
+def _downgrade_keeps_owners(url: str) -> None:
+    """Stepping down to the first revision never rebuilds a table in a way that cascades:
+    owners keep their sessions, tokens and shops."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from server import models
+    from server.ids import utcnow
+
+    upgrade(url)
+    engine = make_null_pool_engine(url)
+    try:
+        with Session(engine) as session:
+            session.add(models.Owner(id="own_1", email="ana@example.com"))
+            session.flush()
+            session.add(
+                models.OwnerSession(
+                    id="s" * 64,
+                    owner_id="own_1",
+                    csrf_token="c",
+                    expires_at=utcnow() + timedelta(days=1),
+                )
+            )
+            session.add(models.ApiToken(id="tok_1", owner_id="own_1", token_hash="h" * 64))
+            session.add(models.Shop(id="shp_1", owner_id="own_1", name="Cafe", slug="cafe"))
+            session.commit()
+    finally:
+        engine.dispose()
+    assert _owner_rows(url) == (1, 1, 1, 1)
+    downgrade(url, "0001")
+    assert _owner_rows(url) == (1, 1, 1, 1)
+    upgrade(url)
+    assert _owner_rows(url) == (1, 1, 1, 1)
+
+
+def test_sqlite_downgrade_keeps_owners_sessions_and_shops(tmp_path: Path) -> None:
+    _downgrade_keeps_owners(f"sqlite:///{tmp_path / 'keep.db'}")
+
+
+@pytest.mark.postgres
+def test_postgres_downgrade_keeps_owners_sessions_and_shops(pg_database_url: str) -> None:
+    _downgrade_keeps_owners(pg_database_url)

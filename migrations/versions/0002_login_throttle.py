@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-02 10:00:00.000000
+Create Date: 2026-11-26 02:00:00.000000
 """
 
 from collections.abc import Sequence
@@ -33,15 +33,15 @@ def upgrade() -> None:
             unique=False,
         )
     # Failures counted before this revision have no time: they are forgotten at the next sign-in.
-    with op.batch_alter_table("owner", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("last_failed_login_at", sa.DateTime(timezone=True), nullable=True)
-        )
+    op.add_column(
+        "owner", sa.Column("last_failed_login_at", sa.DateTime(timezone=True), nullable=True)
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("owner", schema=None) as batch_op:
-        batch_op.drop_column("last_failed_login_at")
+    # A plain ALTER TABLE (SQLite 3.35+), never a batch rebuild: rebuilding ``owner`` drops it,
+    # and with foreign keys on that would cascade to its sessions, tokens and shops.
+    op.drop_column("owner", "last_failed_login_at")
     with op.batch_alter_table("loginthrottle", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_loginthrottle_last_failed_login_at"))
     op.drop_table("loginthrottle")
