@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-02 12:00:00.000000
+Create Date: 2026-11-26 02:30:00.000000
 """
 
 from collections.abc import Sequence

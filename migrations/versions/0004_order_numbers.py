@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-03 12:00:00.000000
+Create Date: 2026-11-26 03:00:00.000000
 
 Existing orders are numbered per shop in the order they were created, and each shop's counter
 is set to its last number, so the next order continues the sequence.
