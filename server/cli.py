@@ -60,10 +60,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from server.app import create_app
+    from server.app import create_app, tune_gc_for_serving
 
+    app = create_app(settings)
+    tune_gc_for_serving()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         proxy_headers=True,
