@@ -6,6 +6,7 @@ assistant can read back to the customer; a rejected operation changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -70,14 +71,21 @@ class Line:
     def describe(self) -> str:
         """``2 x Mocha (Large, Oat, Whipped cream)``: for replies and Stripe product names. A
         yes/no choice reads as its group's name when yes and is left out when no."""
-        opts = []
-        for sel in self.options:
-            choice = sel.choice.casefold()
-            if choice == "yes":
-                opts.append(sel.group)
-            elif choice != "no":
-                opts.append(sel.choice)
+        opts = option_labels((sel.group, sel.choice) for sel in self.options)
         return f"{self.quantity} x {self.name}" + (f" ({', '.join(opts)})" if opts else "")
+
+
+def option_labels(chosen: Iterable[tuple[str, str]]) -> list[str]:
+    """How (group, choice) pairs read on a line: the choice, or for a yes/no group its name
+    when yes and nothing when no (``Whipped cream``, not ``Yes``)."""
+    labels = []
+    for group, choice in chosen:
+        folded = choice.casefold()
+        if folded == "yes":
+            labels.append(group)
+        elif folded != "no":
+            labels.append(choice)
+    return labels
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from server.db import Database
 from server.errors import Conflict, NotFound, RateLimited, Unprocessable, UpstreamError
 from server.ids import hash_token, iso, sign, tokens_equal, utcnow
 from server.orders import status as st
+from server.orders.cart import option_labels
 from server.orders.create import OrderDraftError, price_items
 from server.orders.fulfil import StatusChange, change_status, lock_order, serialised_write
 from server.payments.gateway import Payments, gateway_for_shop
@@ -119,7 +120,8 @@ def stripe_line_items(order: models.Order) -> list[dict[str, Any]]:
     named in the product name)."""
     items: list[dict[str, Any]] = []
     for line in order.items:
-        choices = ", ".join(o["choice"] for o in line.get("options") or [])
+        chosen = ((o["group"], o["choice"]) for o in line.get("options") or [])
+        choices = ", ".join(option_labels(chosen))
         name = line["name"] + (f" ({choices})" if choices else "")
         product: dict[str, Any] = {"name": name[:250]}
         if line.get("note"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -12,6 +13,8 @@ from starlette.testclient import TestClient
 
 from server.db import Database
 from server.ids import sign
+from server.orders.cart import option_labels
+from server.payments.checkout import stripe_line_items
 from tests.conftest import TEST_SECRET
 from tests.fakes.fake_stripe import FakeStripe
 from tests.payments.factory import ITEMS, TOTAL, get_order, make_catalog, make_order, make_shop
@@ -265,3 +268,34 @@ def test_waiter_thread_token_opens_the_cashier_threads_order(
         f"/api/order/{shop.id}", json={"order_id": order.id, "thread_token": waiter_token}
     )
     assert resp.status_code == 200
+
+
+def test_stripe_product_names_read_yes_no_options_as_the_group() -> None:
+    assert option_labels([("Size", "Large"), ("Warm it up", "No"), ("Extra shot", "yes")]) == [
+        "Large",
+        "Extra shot",
+    ]
+    order = SimpleNamespace(
+        items=[
+            {
+                "name": "Butter Croissant",
+                "quantity": 1,
+                "unit_price": 325,
+                "options": [{"group": "Warm it up", "choice": "No"}],
+            },
+            {
+                "name": "Latte",
+                "quantity": 1,
+                "unit_price": 550,
+                "options": [
+                    {"group": "Size", "choice": "Large"},
+                    {"group": "Extra shot", "choice": "Yes"},
+                ],
+            },
+        ],
+        currency="usd",
+        tax=0,
+        tip=0,
+    )
+    names = [i["price_data"]["product_data"]["name"] for i in stripe_line_items(order)]
+    assert names == ["Butter Croissant", "Latte (Large, Extra shot)"]
