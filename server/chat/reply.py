@@ -139,10 +139,11 @@ class Reply:
         record = await self.runner.write_db(write)
         if tokens:
             self.runner.note_usage(shop_id, tokens, added=True)
-        # Stored before it is sent: whoever sees ``done`` finds the reply in the database,
-        # and the thread already takes the next message (on any worker).
-        self.log.events.append(record)
+        # Stored and the thread given back before the last event is visible (followers also
+        # read ``self.log.events``): whoever sees ``done`` finds the reply in the database,
+        # and the thread already takes the next message, on any worker.
         await self.runner.end_turn(self.log)
+        self.log.events.append(record)
         await self.runner.bus.publish(f"thread:{thread_id}", record)
 
     async def finish(self, thread_ids: list[str]) -> None:

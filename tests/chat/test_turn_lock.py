@@ -25,6 +25,7 @@ from starlette.responses import Response
 from server import models
 from server.app import create_app
 from server.chat.runner import BUSY, LOCK_SECONDS, TOO_LONG, ChatRunner
+from server.chat.stream import FOLLOW_POLL_SECONDS
 from server.db import Database
 from server.events import MemoryBus
 from server.ratelimit import MemoryRateLimiter, RateLimiter
@@ -288,6 +289,35 @@ def test_a_long_reply_keeps_its_thread_past_many_claim_lifetimes(
     thread.join(30)
     assert sent.events[-1].event == "done"
     assert post_chat(base, shop.id, message="thanks", **ids).events[-1].event == "done"
+
+
+class SlowRelease(MemoryRateLimiter):
+    """A limiter whose give-back takes longer than a follower's poll interval (a slow link to
+    the shared store)."""
+
+    async def release(self, key: str) -> None:
+        await asyncio.sleep(FOLLOW_POLL_SECONDS * 1.5)
+        await super().release(key)
+
+
+def test_the_next_message_is_taken_as_soon_as_done_is_seen(
+    llm_settings: Settings,
+    db: Database,
+    serve: Callable[[Starlette], str],
+    shop: models.Shop,
+    fake_openai: GatedOpenAI,
+) -> None:
+    """``done`` goes out only once the thread is given back: a customer who answers at once is
+    never told a reply is still being written."""
+    limiter = SlowRelease()
+    app = create_app(llm_settings, db=db)
+    app.state.limiter = limiter
+    app.state.chat_runner = runner_for(app, limiter)
+    base = serve(app)
+    ids = first_message(base, shop.id)
+    answer = post_chat(base, shop.id, message="thanks", **ids)
+    assert answer.status == 200, answer.body
+    assert answer.events[-1].event == "done"
 
 
 class RenewalsFail(MemoryRateLimiter):
