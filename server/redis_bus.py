@@ -45,6 +45,7 @@ DEFAULT_PREFIX = "sa:"
 # default pool refuses the 101st concurrent command with "Too many connections").
 POOL_CONNECTIONS = 32
 POOL_WAIT_SECONDS = 5.0
+PUBLISH_BATCH = 500  # messages per pipelined round trip at most
 _LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 # How long subscribe() waits for Redis to confirm, so a publish right after is not missed.
 SUBSCRIBE_CONFIRM_SECONDS = 2.0
@@ -106,6 +107,9 @@ class RedisBus:
         self._closed = False
         self._down = False  # the reader failed to reach Redis and is retrying
         self.connected = asyncio.Event()
+        # Messages waiting for the publisher task, sent in order, many per round trip.
+        self._outbox: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     # -- connections (bound to the running loop; a new loop gets new clients) -------------
     def _bind(self) -> None:
@@ -128,6 +132,8 @@ class RedisBus:
         self._reader = None
         self.connected = asyncio.Event()
         self._confirmed = {}
+        self._outbox = []
+        self._sender = None
 
     def _ensure_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -137,16 +143,44 @@ class RedisBus:
 
     # -- EventBus ----------------------------------------------------------------------------
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        """Publish to every process. Never raises for a Redis outage (logged instead)."""
+        """Publish to every process; returns once Redis has it. Never raises for a Redis
+        outage (logged instead). Messages published while others are on their way go out
+        together, in order, in one pipelined round trip: hundreds of streams publishing at
+        once do not queue for pooled connections."""
         self._bind()
-        assert self._publisher is not None
         payload = json.dumps(message, separators=(",", ":"), default=str)
-        try:
-            await self._publisher.publish(self.prefix + channel, payload)
-        except _LINK_ERRORS as exc:
-            log.warning("redis publish to %s dropped: %s", channel, exc)
-        except RedisError as exc:  # pragma: no cover - protocol errors
-            log.error("redis publish to %s failed: %s", channel, exc)
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((channel, payload, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(
+                self._send_outbox(), name="redis-bus-publisher"
+            )
+        # A cancelled caller does not take its message back: it still goes out in order.
+        await asyncio.shield(sent)
+
+    async def _send_outbox(self) -> None:
+        assert self._publisher is not None
+        while self._outbox:
+            batch = self._outbox[:PUBLISH_BATCH]
+            del self._outbox[:PUBLISH_BATCH]
+            try:
+                async with self._publisher.pipeline(transaction=False) as pipe:
+                    for channel, payload, _ in batch:
+                        pipe.publish(self.prefix + channel, payload)
+                    await pipe.execute()
+            except _LINK_ERRORS as exc:
+                log.warning(
+                    "redis publish of %d messages (to %s...) dropped: %s",
+                    len(batch),
+                    batch[0][0],
+                    exc,
+                )
+            except RedisError as exc:  # pragma: no cover - protocol errors
+                log.error("redis publish of %d messages failed: %s", len(batch), exc)
+            finally:
+                for _, _, sent in batch:
+                    if not sent.done():
+                        sent.set_result(None)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[RedisSubscription]:
@@ -181,6 +215,10 @@ class RedisBus:
         return len(self._subs.get(channel, ()))
 
     async def close(self) -> None:
+        if self._sender is not None and self._loop is asyncio.get_running_loop():
+            # What was published before closing still goes out.
+            with contextlib.suppress(Exception):
+                await self._sender
         self._closed = True
         if self._reader is not None and self._loop is asyncio.get_running_loop():
             self._reader.cancel()

@@ -119,3 +119,26 @@ async def test_redis_bus_carries_messages_between_two_buses() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.redis
+async def test_redis_bus_keeps_the_order_of_many_concurrent_publishes_and_drops_none() -> None:
+    """Hundreds of streams publishing at once: every message arrives, in the order publish
+    was called (they share pipelined round trips instead of queueing for pooled connections),
+    and each publish returns only once Redis has its message."""
+    from server.redis_bus import POOL_CONNECTIONS, RedisBus
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    a, b = (
+        RedisBus(services.redis_url(), prefix=prefix),
+        RedisBus(services.redis_url(), prefix=prefix),
+    )
+    count = POOL_CONNECTIONS * 60  # far more publishes in flight than pooled connections
+    try:
+        async with b.subscribe("thread:busy") as sub:
+            await asyncio.gather(*(a.publish("thread:busy", {"seq": i}) for i in range(count)))
+            got = [await sub.get(timeout=5) for _ in range(count)]
+        assert got == [{"seq": i} for i in range(count)]
+    finally:
+        await a.close()
+        await b.close()
