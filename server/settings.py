@@ -45,6 +45,7 @@ class Settings:
     max_thread_messages: int = 100
     thread_rate_per_minute: int = 20
     ip_rate_per_minute: int = 60
+    checkout_rate_per_ip: int = 30  # new checkout sessions per client IP per 10 minutes
     shop_daily_tokens: int = 2_000_000
     llm_max_output_tokens: int = 600
     llm_max_tool_rounds: int = 6
@@ -202,6 +203,7 @@ class Settings:
             max_thread_messages=_int(get, "MAX_THREAD_MESSAGES", 100, 2),
             thread_rate_per_minute=_int(get, "THREAD_RATE_PER_MINUTE", 20, 1),
             ip_rate_per_minute=_int(get, "IP_RATE_PER_MINUTE", 60, 1),
+            checkout_rate_per_ip=_int(get, "CHECKOUT_RATE_PER_IP", 30, 1),
             shop_daily_tokens=_int(get, "SHOP_DAILY_TOKENS", 2_000_000, 0),
             llm_max_output_tokens=_int(get, "LLM_MAX_OUTPUT_TOKENS", 600, 16),
             llm_max_tool_rounds=_int(get, "LLM_MAX_TOOL_ROUNDS", 6, 1),

@@ -61,8 +61,7 @@ MAX_THREAD_ANCESTORS = 4
 MIN_REMAINING = timedelta(minutes=2)
 # New checkout sessions allowed per order and per client (IP address) in a window. A customer
 # who changes the cart a few times stays far below; several customers behind one café Wi-Fi too.
-SESSIONS_PER_ORDER = 6
-SESSIONS_PER_CLIENT = 30
+SESSIONS_PER_ORDER = 6  # per SESSION_WINDOW_SECONDS; per client: CHECKOUT_RATE_PER_IP
 SESSION_WINDOW_SECONDS = 600
 
 
@@ -287,13 +286,15 @@ def _store(
         return _Made(order.status, replaced, [])
 
 
-async def count_new_session(limiter: RateLimiter, order_id: str, client: str) -> None:
+async def count_new_session(
+    limiter: RateLimiter, order_id: str, client: str, per_client: int
+) -> None:
     """Count one new checkout session for the order and the client; raises
     :class:`RateLimited` (429 with ``Retry-After``) past either limit. Shared by every worker
     when the limiter runs on Redis."""
     limits = [(f"checkout:order:{order_id}", SESSIONS_PER_ORDER, "for this order")]
     if client:
-        limits.append((f"checkout:client:{client}", SESSIONS_PER_CLIENT, "from this address"))
+        limits.append((f"checkout:client:{client}", per_client, "from this address"))
     for key, limit, where in limits:
         wait = await limiter.hit(key, limit, SESSION_WINDOW_SECONDS)
         if wait is not None:
@@ -320,7 +321,7 @@ async def start_checkout(
     try:
         reserved = await run_in_threadpool(_reserve, db, shop_id, body, utcnow(), False)
     except _NewSessionNeeded as needed:
-        await count_new_session(limiter, needed.order_id, client)
+        await count_new_session(limiter, needed.order_id, client, settings.checkout_rate_per_ip)
         reserved = await run_in_threadpool(_reserve, db, shop_id, body, utcnow(), True)
     order, shop, plan, changes = reserved
     token = order_token(settings, order.id)

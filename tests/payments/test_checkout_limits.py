@@ -84,17 +84,15 @@ def test_double_clicks_are_never_counted(
 
 
 def test_one_client_opening_many_orders_is_limited(
-    stripe_client: TestClient,
-    fake_stripe: FakeStripe,
-    db: Database,
-    monkeypatch: pytest.MonkeyPatch,
+    stripe_settings: Settings, fake_stripe: FakeStripe, db: Database
 ) -> None:
-    monkeypatch.setattr(checkout_module, "SESSIONS_PER_CLIENT", 2)
+    app = create_app(stripe_settings.with_(checkout_rate_per_ip=2), db=db, bus=MemoryBus())
     shop = make_shop(db)
     codes = []
-    for _ in range(3):
-        order, token = make_order(db, shop)
-        codes.append(post(stripe_client, shop.id, {"order_id": order.id, "thread_token": token}))
+    with TestClient(app, base_url="http://testserver") as client:
+        for _ in range(3):
+            order, token = make_order(db, shop)
+            codes.append(post(client, shop.id, {"order_id": order.id, "thread_token": token}))
     assert [r.status_code for r in codes] == [200, 200, 429]
     assert "from this address" in codes[2].json()["detail"]
     assert "retry-after" in codes[2].headers

@@ -98,6 +98,7 @@ def bench_settings(database_url: str, data_dir: str, **changes: object) -> Setti
         log_level="warning",
         # Load tests come from one address: lift the per-IP and per-thread limits.
         ip_rate_per_minute=1_000_000,
+        checkout_rate_per_ip=1_000_000,
         thread_rate_per_minute=1_000_000,
         shop_daily_tokens=1_000_000_000,
     )
@@ -122,6 +123,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "DATA_DIR": settings.data_dir,
         "LOG_LEVEL": settings.log_level,
         "IP_RATE_PER_MINUTE": str(settings.ip_rate_per_minute),
+        "CHECKOUT_RATE_PER_IP": str(settings.checkout_rate_per_ip),
         "THREAD_RATE_PER_MINUTE": str(settings.thread_rate_per_minute),
         "SHOP_DAILY_TOKENS": str(settings.shop_daily_tokens),
         "LLM_MAX_RETRIES": "0",
