@@ -169,14 +169,19 @@ class RedisBus:
                         pipe.publish(self.prefix + channel, payload)
                     await pipe.execute()
             except _LINK_ERRORS as exc:
+                # Redis is unreachable: what queued behind this batch meanwhile is dropped
+                # too, at once, rather than each batch waiting out its own connect timeout
+                # (streams re-read the database; the database stays the truth).
+                batch += self._outbox
+                self._outbox = []
                 log.warning(
                     "redis publish of %d messages (to %s...) dropped: %s",
                     len(batch),
                     batch[0][0],
                     exc,
                 )
-            except RedisError as exc:  # pragma: no cover - protocol errors
-                log.error("redis publish of %d messages failed: %s", len(batch), exc)
+            except Exception as exc:  # protocol errors: log, and keep sending the rest
+                log.error("redis publish of %d messages failed: %r", len(batch), exc)
             finally:
                 for _, _, sent in batch:
                     if not sent.done():

@@ -142,3 +142,36 @@ async def test_redis_bus_keeps_the_order_of_many_concurrent_publishes_and_drops_
     finally:
         await a.close()
         await b.close()
+
+
+async def test_redis_bus_drops_what_queued_behind_a_failed_batch_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis unreachable: the publishes queued behind a batch that could not be sent are
+    dropped with it (logged), not tried batch after batch, each waiting out a timeout."""
+    import socket
+
+    from server import redis_bus
+    from server.redis_bus import RedisBus
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(redis_bus, "PUBLISH_BATCH", 5)
+    bus = RedisBus(f"redis://127.0.0.1:{port}/0")
+    await bus.publish("thread:warm", {"n": -1})  # binds the clients to this loop
+    assert bus._publisher is not None
+    attempts = 0
+    pipeline = bus._publisher.pipeline
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        return pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(bus._publisher, "pipeline", counted)
+    try:
+        await asyncio.gather(*(bus.publish("thread:t", {"n": i}) for i in range(50)))
+    finally:
+        await bus.close()
+    assert attempts == 1
