@@ -1,8 +1,4 @@
-/* Shop Assist loader: a launcher bubble in a Shadow DOM that opens the chat in an iframe.
- * Paste: <script src="https://HOST/widget.js" data-shop="SHOP_ID" async></script>
- * Optional data- attributes: color, position (right|left), open, lang, z-index.
- * API: ShopAssist.open(), .close(), .on('order_paid', fn); before load: ShopAssist.push(['open']).
- * Styles go through a constructed stylesheet (CSSOM), which a strict host CSP does not block. */
+/* Shop Assist loader: see widget/README.md */
 (function () {
 'use strict';
 /** @type {any} */
@@ -19,7 +15,7 @@ var color = /^#[0-9a-f]{3,8}$/i.test(d.color || '') ? d.color : '#2f6f4f';
 var left = d.position === 'left';
 var z = parseInt(d.zIndex || '', 10) || 2147483000;
 var lang = (d.lang || navigator.language || 'en').slice(0, 2).toLowerCase();
-/** @type {Record<string, string[]>} [open, close, unread] */
+/** @type {Record<string, string[]>} open, close, unread */
 var T = {
   en: ['Open chat', 'Close chat', 'unread'],
   es: ['Abrir chat', 'Cerrar chat', 'sin leer'],
@@ -89,7 +85,6 @@ var paidHandlers = [];
 /** @param {any} msg */
 function send(msg) {
   msg.sa = 1;
-  // Before the chat app is ready there is no one to tell; on 'ready' it learns the state.
   if (frame && ready && frame.contentWindow) frame.contentWindow.postMessage(msg, host);
 }
 
@@ -123,7 +118,7 @@ function open() {
   fit();
 }
 
-/** @param {boolean} [silent] true when the chat app itself asked to close */
+/** @param {boolean} [silent] the chat app asked */
 function close(silent) {
   if (!isOpen) return;
   isOpen = false;
@@ -135,8 +130,7 @@ function close(silent) {
   btn.focus();
 }
 
-// Full screen on a phone: keep the panel inside the visual viewport so the on-screen keyboard
-// never covers the input, and tell the chat app its new height.
+// Phone: the panel follows the visual viewport (above the keyboard).
 var vv = w.visualViewport;
 function fit() {
   if (!vv || !isOpen) return;
@@ -162,7 +156,7 @@ w.addEventListener('message', function (/** @type {MessageEvent} */ e) {
   var m = e.data || {};
   if (m.sa !== 1) return;
   if (m.type === 'ready') {
-    ready = true; // also after the chat page reloads itself ("New order")
+    ready = true; // also after "New order" reloads it
     if (isOpen) send({ type: 'open', full: innerWidth <= 640 });
   } else if (m.type === 'close') close(true);
   else if (m.type === 'unread') {
