@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from server.http import BodyLimitMiddleware, RequestIdMiddleware, configure_logg
 from server.ratelimit import make_limiter
 from server.settings import Settings
 from server.shutdown import remaining_grace, watching
+
+log = logging.getLogger("shop_assist")
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -66,6 +69,7 @@ def create_app(
     database = db or Database(settings.database_url)
     event_bus = bus or make_bus(settings.redis_url)
 
+    own_llm = llm is None  # built here, so closed here (its connections) at shutdown
     if llm is None:
         from server.chat.llm import build_llm
 
@@ -91,6 +95,11 @@ def create_app(
         await recovery.stop(min(remaining_grace(app), 5.0))
         app.state.shutting_down = True
         await event_bus.close()
+        if own_llm and llm is not None:
+            try:
+                await llm.close()
+            except Exception:
+                log.exception("could not close the LLM client")
         close_limiter = getattr(app.state.limiter, "close", None)
         if close_limiter is not None:
             await close_limiter()

@@ -299,3 +299,33 @@ def test_timeouts_connect_5_s_reply_60_s_and_two_retries(settings: Settings) -> 
     assert (timeout.connect, timeout.read) == (5.0, 60.0)  # type: ignore[union-attr]
     assert llm.client.max_retries == 2
     assert build_llm(settings) is None  # offline: no client at all
+
+
+def test_the_default_client_streams_through_aiohttp(settings: Settings) -> None:
+    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+
+    llm = build_llm(settings.with_(assistant="openai", openai_api_key="sk-test"))
+    assert llm is not None
+    assert isinstance(llm.client._client._transport, AiohttpTransport)
+
+
+async def test_a_refused_connection_raises_unavailable_quickly(settings: Settings) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    s2 = settings.with_(
+        assistant="openai",
+        openai_api_key="sk-test",
+        openai_base_url=f"http://127.0.0.1:{port}/v1",
+        llm_max_retries=0,
+    )
+    llm = build_llm(s2)
+    assert llm is not None
+    start = time.monotonic()
+    with pytest.raises(LLMUnavailable, match="unavailable"):
+        await collect(OpenAIWaiter(llm, s2), make_turn())
+    assert time.monotonic() - start < 3
+    await llm.close()
