@@ -151,41 +151,70 @@ async def sse_chunks(response: Any, request: Any) -> AsyncIterator[dict[str, Any
     """The JSON chunks of a Chat Completions stream, up to ``[DONE]``.
 
     Reads the body to its end (an HTTP/1.1 connection is reused only then). A chunk carrying
-    an ``error`` raises :class:`openai.APIError`, as the SDK's own stream does."""
-    data: list[str] = []
-    done = False
-    async for line in response.aiter_lines():
-        if done:
-            continue  # read to the end, ignoring anything after [DONE]
-        if line.startswith("data:"):
-            data.append(line[6:] if line.startswith("data: ") else line[5:])
-        elif not line and data:  # a blank line ends an event
-            done, chunk = _chunk(data, request)
-            data = []
-            if chunk is not None:
+    an ``error`` raises :class:`openai.APIError`, as the SDK's own stream does. An uncompressed
+    body (the usual case) is split into lines straight from the raw bytes, skipping three
+    layers of per-token decoding; a compressed one is decoded by the HTTP client."""
+    parser = _EventParser(request)
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        rest = b""
+        async for piece in response.aiter_raw():
+            *lines, rest = (rest + piece).split(b"\n")
+            for chunk in parser.feed(lines):
                 yield chunk
-        # Otherwise ``event:``, ``id:`` or a comment: nothing the Waiter uses.
-    if data and not done:  # an event cut off at the end of the body
-        _, chunk = _chunk(data, request)
-        if chunk is not None:
-            yield chunk
+        lines = [rest] if rest else []
+    else:
+        async for line in response.aiter_lines():
+            for chunk in parser.feed([line.encode()]):
+                yield chunk
+        lines = []
+    for chunk in parser.feed(lines, end=True):
+        yield chunk
 
 
-def _chunk(data: list[str], request: Any) -> tuple[bool, dict[str, Any] | None]:
-    """``(done, chunk)`` for one event's data lines."""
-    payload = "\n".join(data)
-    if payload.startswith("[DONE]"):
-        return True, None
-    chunk = json.loads(payload)
-    if not isinstance(chunk, dict):
-        return False, None
-    if chunk.get("error"):
-        error = chunk["error"]
-        message = error.get("message") if isinstance(error, dict) else None
-        if not isinstance(message, str) or not message:
-            message = "An error occurred during streaming"
-        raise openai.APIError(message, request, body=error)
-    return False, chunk
+class _EventParser:
+    """Server-sent events to JSON chunks: ``data:`` lines joined, a blank line ends an event;
+    ``event:``, ``id:`` and comments are nothing the Waiter uses."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.data: list[bytes] = []
+        self.done = False
+
+    def feed(self, lines: list[bytes], *, end: bool = False) -> list[dict[str, Any]]:
+        chunks = []
+        for line in lines:
+            if self.done:
+                break  # the caller still reads to the end, ignoring anything after [DONE]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if line.startswith(b"data:"):
+                self.data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif not line and self.data:
+                chunk = self._event()
+                if chunk is not None:
+                    chunks.append(chunk)
+        if end and self.data and not self.done:  # an event cut off at the end of the body
+            chunk = self._event()
+            if chunk is not None:
+                chunks.append(chunk)
+        return chunks
+
+    def _event(self) -> dict[str, Any] | None:
+        payload, self.data = b"\n".join(self.data), []
+        if payload.startswith(b"[DONE]"):
+            self.done = True
+            return None
+        chunk = json.loads(payload)
+        if not isinstance(chunk, dict):
+            return None
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else None
+            if not isinstance(message, str) or not message:
+                message = "An error occurred during streaming"
+            raise openai.APIError(message, self.request, body=error)
+        return chunk
 
 
 class OpenAIWaiter:
