@@ -27,6 +27,18 @@ def make_turn(message: str = "hi", cart: Cart | None = None) -> Turn:
     return Turn(shop=SHOP, menu=MENU, cart=cart or Cart(currency="usd"), message=message)
 
 
+_BUILT: list[LLM] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> Any:
+    """Each test's model clients are closed in its own loop (aiohttp sessions are bound to
+    the loop that opened them)."""
+    yield
+    while _BUILT:
+        await _BUILT.pop().close()
+
+
 def llm_for(fake: FakeOpenAI, settings: Settings, **changes: Any) -> tuple[LLM, Settings]:
     fields: dict[str, Any] = {
         "assistant": "openai",
@@ -38,6 +50,7 @@ def llm_for(fake: FakeOpenAI, settings: Settings, **changes: Any) -> tuple[LLM, 
     s = settings.with_(**fields)
     llm = build_llm(s)
     assert llm is not None
+    _BUILT.append(llm)
     return llm, s
 
 
