@@ -36,11 +36,11 @@ PROVIDER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _timed_out(err: BaseException) -> bool:
-    """A timeout, not a refused or reset connection (which the aiohttp transport also
-    reports as a connect timeout: its cause says what happened)."""
+    """A timeout, not a refused connection or a failed name lookup (which the aiohttp
+    transport also reports as a connect timeout: the OS error it wraps says what happened)."""
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, ConnectionError):
+        if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
             return False
         cause = cause.__cause__
     return isinstance(

@@ -3,6 +3,7 @@ against respx through an injected ``httpx.AsyncClient``."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -342,3 +343,32 @@ async def test_a_refused_connection_raises_unavailable_quickly(settings: Setting
         await collect(OpenAIWaiter(llm, s2), make_turn())
     assert time.monotonic() - start < 3
     await llm.close()
+
+
+def _chain(*errors: BaseException) -> BaseException:
+    """``errors[0]`` raised from ``errors[1]`` raised from ..."""
+    for outer, inner in itertools.pairwise(errors):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+def test_what_the_customer_is_told_follows_the_cause_of_a_failed_call() -> None:
+    import socket
+
+    import httpx2
+    import openai
+
+    from server.chat.llm import as_unavailable
+
+    request = httpx2.Request("POST", "http://llm.test/v1/chat/completions")
+
+    def timeout_error(*causes: BaseException) -> BaseException:
+        return _chain(openai.APITimeoutError(request), httpx2.ConnectTimeout("x"), *causes)
+
+    refused = timeout_error(ConnectionRefusedError(111, "refused"))
+    no_such_host = timeout_error(OSError("cannot connect"), socket.gaierror(-2, "unknown"))
+    slow = timeout_error(TimeoutError("read"))
+    assert "unavailable" in str(as_unavailable(refused))
+    assert "unavailable" in str(as_unavailable(no_such_host))
+    assert "too long" in str(as_unavailable(slow))
+    assert "too long" in str(as_unavailable(openai.APITimeoutError(request)))
