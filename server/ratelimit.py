@@ -34,6 +34,11 @@ class RateLimiter(Protocol):
         someone else took it since). Never raises for an outage: the claim expires anyway."""
         ...
 
+    async def held(self, key: str) -> bool:
+        """Whether anyone (any worker) holds the claim ``key`` now. Never raises for an
+        outage: True then, since another worker may hold it."""
+        ...
+
 
 class MemoryRateLimiter:
     def __init__(self, clock: object = time.monotonic) -> None:
@@ -85,6 +90,10 @@ class MemoryRateLimiter:
         # One process, one holder: the chat runner keeps one turn per thread in a process, so
         # the claim under ``key`` is always the caller's (no holder token needed here).
         self._claims.pop(key, None)
+
+    async def held(self, key: str) -> bool:
+        until = self._claims.get(key)
+        return until is not None and until > self._clock()  # type: ignore[operator]
 
 
 def make_limiter(redis_url: str) -> RateLimiter:

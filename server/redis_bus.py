@@ -461,6 +461,18 @@ class RedisRateLimiter:
         except (*_LINK_ERRORS, RedisError) as exc:
             self._claim_failed("give back", key, exc)
 
+    async def held(self, key: str) -> bool:
+        """Whether any worker holds the claim (``EXISTS``). True while Redis is unreachable:
+        another worker may hold it, and a chat follower then keeps waiting for its events."""
+        if self._redis_down():
+            return True
+        try:
+            async with asyncio.timeout(self._claim_timeout()):
+                return bool(await self._client().exists(f"{self.prefix}claim:{key}"))
+        except (*_LINK_ERRORS, RedisError) as exc:
+            self._claim_failed("look up", key, exc)
+            return True
+
     def _claim_timeout(self) -> float | None:
         # Healthy: the client's own timeouts apply. Marked down: one short try.
         return CLAIM_TRY_SECONDS if self._redis_down() else None

@@ -60,6 +60,28 @@ async def test_a_claim_is_held_until_released(limiter: RateLimiter) -> None:
     assert await limiter.claim("turn:thr_1", 30) is True
 
 
+async def test_whether_a_claim_is_held_is_seen_by_every_limiter_on_the_same_store(
+    limiter: RateLimiter,
+) -> None:
+    """A follower on one worker asks whether a reply runs on another: the claim tells."""
+    other = limiter
+    if not isinstance(limiter, MemoryRateLimiter):
+        from server.redis_bus import RedisRateLimiter
+
+        other = RedisRateLimiter(limiter.url, prefix=limiter.prefix)  # type: ignore[attr-defined]
+    assert await other.held("turn:thr_1") is False
+    assert await limiter.claim("turn:thr_1", 30) is True
+    assert await other.held("turn:thr_1") is True
+    assert await other.held("turn:thr_2") is False
+    await limiter.release("turn:thr_1")
+    assert await other.held("turn:thr_1") is False
+    assert await limiter.claim("turn:thr_3", 0.05) is True
+    await asyncio.sleep(0.2)
+    assert await other.held("turn:thr_3") is False  # expired: its worker died
+    if other is not limiter:
+        await other.close()  # type: ignore[attr-defined]
+
+
 async def test_a_claim_expires(limiter: RateLimiter) -> None:
     """A worker that died holding a claim does not block the thread forever."""
     assert await limiter.claim("turn:thr_x", 0.05) is True
@@ -202,6 +224,16 @@ async def test_giving_back_a_claim_while_redis_is_unreachable_does_not_raise() -
     assert await lim.extend("turn:thr_2", 30) is True
     await lim.release("turn:thr_2")
     assert await lim.claim("turn:thr_2", 30) is True
+    await lim.close()
+
+
+async def test_while_redis_is_unreachable_a_claim_counts_as_held() -> None:
+    """Another worker may hold it: a follower keeps waiting rather than cut a reply short."""
+    from server.redis_bus import RedisRateLimiter
+
+    lim = RedisRateLimiter("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    assert await lim.held("turn:thr_1") is True
+    assert await lim.held("turn:thr_1") is True  # marked down: no second try
     await lim.close()
 
 

@@ -272,6 +272,13 @@ class ChatRunner:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             loop.call_soon_threadsafe(_settle, outcomes)
 
+    async def turn_running(self, thread_id: str) -> bool:
+        """Whether a turn of the thread runs (or is starting) here or on another worker: its
+        claim is held. The claim is given back only after the turn's last event is stored."""
+        if thread_id in self.active or thread_id in self._reserved:
+            return True
+        return await self.limiter.held(_lock_key(thread_id))
+
     async def opened(self, thread_id: str) -> None:
         """Wait until the thread's newest message (and the thread, when new) is stored."""
         opening = self._opening.get(thread_id)

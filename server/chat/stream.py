@@ -71,9 +71,15 @@ async def follow(
             ended = known[max(known)]["event"] in TERMINAL
         elif running is None:
             # Nothing newer is stored, but a turn may be running on another worker: follow
-            # it unless the thread's latest stored event ended a turn.
+            # it while its claim is held (its first events may not be stored yet: a turn
+            # stores them every ~100 ms), or unless the thread's latest stored event ended a
+            # turn. The claim is looked at first: a turn gives it back only after storing
+            # its last event, so a turn that just ended shows in the read that follows.
+            elsewhere = not isinstance(runner.bus, MemoryBus) and await runner.turn_running(
+                thread_id
+            )
             latest = await runner.read_db(lambda s: _last_event_name(s, thread_id))
-            ended = latest is None or latest in TERMINAL
+            ended = not elsewhere and (latest is None or latest in TERMINAL)
         interrupted = False
         if not ended and running is None and isinstance(runner.bus, MemoryBus):
             # One process and no turn running in it: the last turn was cut short (a
@@ -106,7 +112,10 @@ async def follow(
                     msg = await sub.get(timeout=FOLLOW_POLL_SECONDS)
                 if msg is None:
                     # Quiet: catch up from memory or the database (another worker's turn, a
-                    # bus reconnect), and stop when that turn is over or long silent.
+                    # bus reconnect), and stop when that turn is over or long silent. Another
+                    # worker's turn whose claim is gone (looked at before the read) and whose
+                    # end is not stored was cut short: its worker died.
+                    elsewhere = running is not None or await runner.turn_running(thread_id)
                     for e in await since(last):
                         yield _sse(e, token)
                         last = e["seq"]
@@ -114,6 +123,8 @@ async def follow(
                         ended = ended or e["event"] in TERMINAL
                     if running is not None and running.finished.is_set():
                         ended = True
+                    if not ended and not elsewhere:
+                        ended = interrupted = True
                     if (
                         not ended
                         and time.monotonic() - idle_since > runner.settings.llm_timeout * 2

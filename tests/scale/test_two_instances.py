@@ -3,16 +3,20 @@ a customer or owner starts on one is seen and finished on the other."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import delete
 
 from server import models
 from server.app import create_app
+from server.chat import runner as runner_module
 from server.db import Database
 from server.ids import hash_token, new_id, new_token
 from server.migrate import upgrade
@@ -189,6 +193,73 @@ def deliver_paid_webhook(
     r = http.post(f"{server.url}/api/stripe/webhook", content=body, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "paid"
+
+
+def _events_on(
+    http: httpx.Client, server: LiveServer, pair: Pair, thread: dict[str, Any], after: str
+) -> list[Any]:
+    """``GET .../events`` on ``server`` until the turn ends (a new thread may take a moment
+    to be stored: 404 is retried briefly)."""
+    url = f"{server.url}/api/chat/{pair.shop_id}/threads/{thread['thread_id']}/events"
+    headers = {"X-Thread-Token": thread["thread_token"], "Last-Event-ID": after}
+    deadline = time.monotonic() + 5
+    while True:
+        with http.stream("GET", url, headers=headers) as r:
+            if r.status_code == 404 and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            assert r.status_code == 200
+            events = []
+            for event in iter_events(r):
+                events.append(event)
+                if event.event in ("done", "error"):
+                    break
+            return events
+
+
+def test_a_follower_on_b_before_a_stored_any_event_follows_the_reply_to_its_end(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn stores its events in batches; a customer whose stream moved to B before the
+    first batch (nothing stored yet) still gets the whole reply from A, live."""
+    monkeypatch.setattr(runner_module, "FLUSH_SECONDS", 30.0)  # A stores only at the end
+    pair.fake.add_text(REPLY, delay=0.03)
+    with httpx.Client(timeout=30) as http:
+        with http.stream(
+            "POST", f"{pair.a.url}/api/chat/{pair.shop_id}", json={"message": "hi"}
+        ) as r:
+            first = next(iter_events(r))  # the thread event; then the connection drops
+        assert first.event == "thread"
+        resumed = _events_on(http, pair.b, pair, first.data, first.id or "0")
+    assert [e.event for e in resumed][-1] == "done"
+    assert "".join(e.data["text"] for e in resumed if e.event == "delta") == REPLY
+    ids = [int(e.id) for e in [first, *resumed] if e.id]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_a_turn_whose_worker_died_ends_its_followers_at_once_as_interrupted(pair: Pair) -> None:
+    """No claim and no stored end: the turn was cut short (its worker died). A follower on
+    another worker says so within a second or two instead of waiting out the idle timeout."""
+    pair.fake.add_text("Hello there, what can I get you?")
+    with httpx.Client(timeout=30) as http:
+        with http.stream(
+            "POST", f"{pair.a.url}/api/chat/{pair.shop_id}", json={"message": "hi"}
+        ) as r:
+            events = list(iter_events(r))
+        assert events[-1].event == "done"
+        thread = events[0].data
+        with pair.db.write() as s:  # as if A died after storing the reply's text
+            s.execute(
+                delete(models.ThreadEvent).where(
+                    models.ThreadEvent.thread_id == thread["thread_id"],
+                    models.ThreadEvent.event == "done",
+                )
+            )
+        start = time.monotonic()
+        replay = _events_on(http, pair.b, pair, thread, "0")
+    assert time.monotonic() - start < 5
+    assert [e.event for e in replay[:-1]] == [e.event for e in events[:-1]]
+    assert replay[-1].event == "error" and replay[-1].data["code"] == "interrupted"
 
 
 def test_an_order_opened_on_a_and_paid_by_a_webhook_on_b_reaches_streams_on_a(pair: Pair) -> None:
