@@ -7,6 +7,7 @@ before the reply starts, so a refused message never reaches the model.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from server import models
 from server.chat import threads
 from server.chat.runner import ChatRunner, TurnRequest
-from server.errors import AppError, Conflict, PayloadTooLarge, RateLimited
+from server.errors import AppError, Conflict, NotFound, PayloadTooLarge, RateLimited
 from server.http import client_ip, read_json
 from server.shutdown import shutting_down
 
@@ -141,14 +142,27 @@ async def send_message(request: Request) -> Response:
     )
 
 
+# A new thread is stored by the worker running its first turn just after the turn starts:
+# asked on another worker in between, it is waited for this long while that turn runs.
+NEW_THREAD_WAIT_SECONDS = 2.0
+
+
 async def _find(request: Request) -> str:
     """The thread id when the token opens it (NotFound otherwise). A thread whose first
-    message is still being stored is waited for."""
+    message is still being stored is waited for, here or on another worker."""
     token = request.headers.get("x-thread-token") or request.query_params.get("token")
     shop_id, thread_id = request.path_params["shop_id"], request.path_params["thread_id"]
-    await get_runner(request).opened(thread_id)
-    with request.app.state.db.read() as session:
-        return str(threads.find_thread(session, shop_id, thread_id, token).id)
+    runner = get_runner(request)
+    await runner.opened(thread_id)
+    deadline = time.monotonic() + NEW_THREAD_WAIT_SECONDS
+    while True:
+        try:
+            with request.app.state.db.read() as session:
+                return str(threads.find_thread(session, shop_id, thread_id, token).id)
+        except NotFound:
+            if time.monotonic() > deadline or not await runner.turn_running(thread_id):
+                raise
+            await asyncio.sleep(0.05)
 
 
 async def get_thread(request: Request) -> Response:

@@ -237,6 +237,33 @@ def test_a_follower_on_b_before_a_stored_any_event_follows_the_reply_to_its_end(
     assert ids == list(range(ids[0], ids[0] + len(ids)))
 
 
+def test_a_new_thread_asked_on_b_before_a_stored_it_is_waited_for(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread event comes as the first turn starts; the thread row is stored just after.
+    Asked on B in between, the thread is waited for (A's turn holds its claim), not 404."""
+    store = runner_module.ChatRunner._open_turns
+
+    def slow_store(self: runner_module.ChatRunner, loop: Any) -> None:
+        time.sleep(0.5)  # on A's writer thread: the thread row lands half a second late
+        store(self, loop)
+
+    monkeypatch.setattr(runner_module.ChatRunner, "_open_turns", slow_store)
+    pair.fake.add_text("Hello there, what can I get you?", delay=0.01)
+    with httpx.Client(timeout=30) as http:
+        with http.stream(
+            "POST", f"{pair.a.url}/api/chat/{pair.shop_id}", json={"message": "hi"}
+        ) as r:
+            first = next(iter_events(r))
+        thread = first.data
+        url = f"{pair.b.url}/api/chat/{pair.shop_id}/threads/{thread['thread_id']}"
+        view = http.get(url, headers={"X-Thread-Token": thread["thread_token"]})
+        assert view.status_code == 200, view.text
+        assert view.json()["messages"][0]["content"] == "hi"
+        wrong = http.get(url, headers={"X-Thread-Token": "not-the-token"})
+        assert wrong.status_code == 404
+
+
 def test_a_turn_whose_worker_died_ends_its_followers_at_once_as_interrupted(pair: Pair) -> None:
     """No claim and no stored end: the turn was cut short (its worker died). A follower on
     another worker says so within a second or two instead of waiting out the idle timeout."""
